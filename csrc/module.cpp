@@ -1,0 +1,24 @@
+// The extension's Python module shell and its build stamp. Kernels register themselves with torch.library from
+// their own binding files; Python loads this library with torch.ops.load_library.
+#include <Python.h>
+
+#ifndef FASTGAN_TORCH_VERSION
+#define FASTGAN_TORCH_VERSION "unknown"
+#endif
+#ifndef FASTGAN_SOURCE_HASH
+#define FASTGAN_SOURCE_HASH "unknown"
+#endif
+#ifdef FASTGAN_WITH_CUDA
+#define FASTGAN_CUDA_STAMP "1"
+#else
+#define FASTGAN_CUDA_STAMP "0"
+#endif
+
+// Read from the file's bytes by fastgan/_ext.py before loading, so a library built against another torch is
+// never loaded (loading it could register ops that a rebuilt one then could not replace).
+extern "C" __attribute__((used, visibility("default"))) const char fastgan_build_stamp[] =
+    "FASTGAN_BUILD_STAMP{torch=" FASTGAN_TORCH_VERSION ";src=" FASTGAN_SOURCE_HASH ";cuda=" FASTGAN_CUDA_STAMP "}";
+
+static struct PyModuleDef fastgan_module = {PyModuleDef_HEAD_INIT, "_C", "fastgan's compiled kernels", -1, nullptr};
+
+PyMODINIT_FUNC PyInit__C(void) { return PyModule_Create(&fastgan_module); }

@@ -1,0 +1,156 @@
+"""Finds and loads the compiled extension (fastgan._C): prebuilt if it matches this torch and these sources,
+otherwise JIT-built with ninja into a cache keyed by the sources' hash and the torch version.
+
+Nothing here runs at import: the first op that needs the cpp or cuda backend calls `load()`.
+"""
+import glob
+import importlib.util
+import os
+import re
+import threading
+import warnings
+
+import torch
+
+from fastgan import _build
+
+_lock = threading.Lock()
+_state = {"tried": False, "ok": False, "reason": "not loaded yet", "path": None, "stamp": {}, "how": None}
+_on_load = []
+
+_STAMP = re.compile(rb"FASTGAN_BUILD_STAMP\{torch=([^;]*);src=([^;]*);cuda=([01])\}")
+
+
+def on_load(callback):
+    """Run `callback()` once the library is loaded (op modules register their fake kernels this way)."""
+    _on_load.append(callback)
+    if _state["ok"]:
+        callback()
+    return callback
+
+
+def read_stamp(path):
+    """The build stamp of a compiled library: {'torch': ..., 'src': ..., 'cuda': bool}, or {} if it has none."""
+    try:
+        with open(path, "rb") as handle:
+            match = _STAMP.search(handle.read())
+    except OSError:
+        return {}
+    if not match:
+        return {}
+    return {"torch": match.group(1).decode(), "src": match.group(2).decode(), "cuda": match.group(3) == b"1"}
+
+
+def _prebuilt_path():
+    spec = importlib.util.find_spec("fastgan._C")
+    if spec is not None and spec.origin and os.path.exists(spec.origin):
+        return spec.origin
+    here = os.path.dirname(os.path.abspath(__file__))
+    found = glob.glob(os.path.join(here, "_C*.so"))
+    return found[0] if found else None
+
+
+def cache_dir():
+    """Where JIT builds go: $FASTGAN_CACHE or ~/.cache/fastgan."""
+    return os.environ.get("FASTGAN_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "fastgan"))
+
+
+def _prebuilt_problem(path, stamp):
+    if not stamp:
+        return f"{path} carries no build stamp"
+    if stamp["torch"] != torch.__version__:
+        return f"{path} was built against torch {stamp['torch']}, this is torch {torch.__version__}"
+    if _build.csrc_dir() is not None and stamp["src"] != _build.source_hash():
+        return f"{path} was built from other sources than the ones beside it (rebuild: see README, Building)"
+    if torch.cuda.is_available() and torch.version.cuda and not stamp["cuda"]:
+        return f"{path} was built without CUDA kernels and a GPU is present"
+    return None
+
+
+def _jit_build():
+    from torch.utils import cpp_extension
+
+    root = _build.csrc_dir()
+    if root is None:
+        raise RuntimeError("the C++ sources did not ship with this installation")
+    cuda_home = _build.find_cuda_home()
+    with_cuda = (cuda_home is not None and torch.version.cuda is not None
+                 and os.environ.get("FASTGAN_BUILD_CUDA", "1" if torch.cuda.is_available() else "0") == "1")
+    if with_cuda:
+        os.environ["CUDA_HOME"] = cuda_home
+        cpp_extension.CUDA_HOME = cuda_home
+        if "TORCH_CUDA_ARCH_LIST" not in os.environ and not torch.cuda.is_available():
+            os.environ["TORCH_CUDA_ARCH_LIST"] = _build.CUDA_ARCHS
+    src_hash = _build.source_hash(root)
+    tag = f"torch{torch.__version__}-{'cuda' if with_cuda else 'cpu'}-{src_hash}".replace("+", "_")
+    build_dir = os.path.join(cache_dir(), tag)
+    os.makedirs(build_dir, exist_ok=True)
+    warnings.warn(f"fastgan: building the C++{'/CUDA' if with_cuda else ''} extension for torch {torch.__version__} "
+                  f"into {build_dir} (first use only; a minute or more)", stacklevel=3)
+    defines = [f'-DFASTGAN_TORCH_VERSION="{torch.__version__}"', f'-DFASTGAN_SOURCE_HASH="{src_hash}"']
+    if with_cuda:
+        defines.append("-DFASTGAN_WITH_CUDA=1")
+    cpp_extension.load(
+        name="fastgan_C",
+        sources=_build.sources(with_cuda, root),
+        extra_include_paths=[root],
+        extra_cflags=_build.CXX_FLAGS + defines,
+        extra_cuda_cflags=_build.NVCC_FLAGS + defines,
+        extra_ldflags=["-fopenmp"],
+        build_directory=build_dir,
+        with_cuda=with_cuda,
+        is_python_module=False,
+        verbose=os.environ.get("FASTGAN_VERBOSE_BUILD") == "1",
+    )
+    return os.path.join(build_dir, "fastgan_C.so"), with_cuda
+
+
+def load():
+    """Load the extension once; returns True when its ops are registered under torch.ops.fastgan."""
+    if _state["tried"]:
+        return _state["ok"]
+    with _lock:
+        if _state["tried"]:
+            return _state["ok"]
+        try:
+            _load_locked()
+        finally:
+            _state["tried"] = True
+        if _state["ok"]:
+            for callback in _on_load:
+                callback()
+    return _state["ok"]
+
+
+def _load_locked():
+    if os.environ.get("FASTGAN_NO_EXT") == "1":
+        _state["reason"] = "disabled by FASTGAN_NO_EXT=1"
+        return
+    path = _prebuilt_path()
+    problem = "no prebuilt extension" if path is None else _prebuilt_problem(path, read_stamp(path))
+    if problem is None:
+        try:
+            torch.ops.load_library(path)
+            _state.update(ok=True, reason="", path=path, stamp=read_stamp(path), how="prebuilt")
+            return
+        except OSError as error:
+            problem = f"{path} failed to load: {error}"
+    if os.environ.get("FASTGAN_NO_JIT") == "1":
+        _state["reason"] = f"{problem}; JIT build disabled by FASTGAN_NO_JIT=1"
+        return
+    try:
+        path, _ = _jit_build()
+        _state.update(ok=True, reason="", path=path, stamp=read_stamp(path), how=f"JIT build ({problem})")
+    except Exception as error:  # a failed build must not take the user's training down: fall back to the reference
+        _state["reason"] = f"{problem}; JIT build failed: {str(error).strip().splitlines()[-1] if str(error).strip() else error!r}"
+        warnings.warn(f"fastgan: the C++/CUDA extension is unavailable ({_state['reason']}); "
+                      "the reference and Triton backends still work", stacklevel=3)
+
+
+def status():
+    """(ok, reason, details) without triggering a build."""
+    return _state["ok"], _state["reason"], dict(_state)
+
+
+def has_cuda_kernels():
+    return bool(_state["ok"] and _state["stamp"].get("cuda"))

@@ -2,6 +2,12 @@
 // their own binding files; Python loads this library with torch.ops.load_library.
 #include <Python.h>
 
+// JIT builds pass the stamp in a generated header so the compile flags (and ninja's rebuild decisions) stay
+// the same across edits; setup.py builds pass -D defines.
+#ifdef FASTGAN_STAMP_HEADER
+#include "fastgan_stamp.h"
+#endif
+
 #ifndef FASTGAN_TORCH_VERSION
 #define FASTGAN_TORCH_VERSION "unknown"
 #endif

@@ -34,6 +34,11 @@ def sources(with_cuda, root=None):
     files = sorted(glob.glob(os.path.join(root, "**", "*.cpp"), recursive=True))
     if with_cuda:
         files += sorted(glob.glob(os.path.join(root, "**", "*.cu"), recursive=True))
+    # torch's JIT build names objects by file stem: csrc/<op>/<op>_cpu.cpp, <op>_cuda.cu, <op>_binding.cpp.
+    stems = [os.path.splitext(os.path.basename(f))[0] for f in files]
+    clashes = sorted({s for s in stems if stems.count(s) > 1})
+    if clashes:
+        raise RuntimeError(f"fastgan: source file names must be unique across csrc/ (prefix them with the op): {clashes}")
     return files
 
 

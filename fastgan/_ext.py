@@ -68,41 +68,73 @@ def _prebuilt_problem(path, stamp):
 
 
 def _jit_build():
-    from torch.utils import cpp_extension
+    """Build with ninja and load; returns the cached library's path.
+
+    Objects live in one build folder per torch version and CUDA flag, so an edit recompiles only what changed;
+    each finished library is kept as fastgan_C-<source hash>.so, and a later process with the same sources and
+    torch loads that file without running the compiler. A file lock keeps concurrent processes from building
+    into one folder at once.
+    """
+    import fcntl
+    import shutil as _shutil
 
     root = _build.csrc_dir()
     if root is None:
         raise RuntimeError("the C++ sources did not ship with this installation")
     cuda_home = _build.find_cuda_home()
+    if cuda_home is not None:
+        os.environ.setdefault("CUDA_HOME", cuda_home)  # before torch's helpers guess it from a wrapper's folder
+    from torch.utils import cpp_extension
+
     with_cuda = (cuda_home is not None and torch.version.cuda is not None
                  and os.environ.get("FASTGAN_BUILD_CUDA", "1" if torch.cuda.is_available() else "0") == "1")
-    if with_cuda:
-        os.environ["CUDA_HOME"] = cuda_home
-        cpp_extension.CUDA_HOME = cuda_home
-        if "TORCH_CUDA_ARCH_LIST" not in os.environ and not torch.cuda.is_available():
-            os.environ["TORCH_CUDA_ARCH_LIST"] = _build.CUDA_ARCHS
     src_hash = _build.source_hash(root)
-    tag = f"torch{torch.__version__}-{'cuda' if with_cuda else 'cpu'}-{src_hash}".replace("+", "_")
-    build_dir = os.path.join(cache_dir(), tag)
-    os.makedirs(build_dir, exist_ok=True)
-    warnings.warn(f"fastgan: building the C++{'/CUDA' if with_cuda else ''} extension for torch {torch.__version__} "
-                  f"into {build_dir} (first use only; a minute or more)", stacklevel=3)
-    defines = [f'-DFASTGAN_TORCH_VERSION="{torch.__version__}"', f'-DFASTGAN_SOURCE_HASH="{src_hash}"']
-    if with_cuda:
-        defines.append("-DFASTGAN_WITH_CUDA=1")
-    cpp_extension.load(
-        name="fastgan_C",
-        sources=_build.sources(with_cuda, root),
-        extra_include_paths=[root],
-        extra_cflags=_build.CXX_FLAGS + defines,
-        extra_cuda_cflags=_build.NVCC_FLAGS + defines,
-        extra_ldflags=["-fopenmp"],
-        build_directory=build_dir,
-        with_cuda=with_cuda,
-        is_python_module=False,
-        verbose=os.environ.get("FASTGAN_VERBOSE_BUILD") == "1",
-    )
-    return os.path.join(build_dir, "fastgan_C.so"), with_cuda
+    tag = f"torch{torch.__version__}-{'cuda' if with_cuda else 'cpu'}".replace("+", "_")
+    folder = os.path.join(cache_dir(), tag)
+    os.makedirs(folder, exist_ok=True)
+    cached = os.path.join(folder, f"fastgan_C-{src_hash}.so")
+    with open(os.path.join(folder, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(cached):
+            torch.ops.load_library(cached)
+            return cached
+        if with_cuda:
+            os.environ["CUDA_HOME"] = cuda_home
+            cpp_extension.CUDA_HOME = cuda_home
+            if "TORCH_CUDA_ARCH_LIST" not in os.environ and not torch.cuda.is_available():
+                os.environ["TORCH_CUDA_ARCH_LIST"] = _build.CUDA_ARCHS
+        build_dir = os.path.join(folder, "build")
+        os.makedirs(build_dir, exist_ok=True)
+        warnings.warn(f"fastgan: building the C++{'/CUDA' if with_cuda else ''} extension for torch "
+                      f"{torch.__version__} in {build_dir} (first use of these sources; up to a few minutes)",
+                      stacklevel=4)
+
+        # The stamp (torch version, source hash) goes into a generated header rather than -D flags: flags that
+        # changed with every edit would make ninja rebuild every object.
+        stamp_header = os.path.join(build_dir, "fastgan_stamp.h")
+        stamp = (f'#define FASTGAN_TORCH_VERSION "{torch.__version__}"\n'
+                 f'#define FASTGAN_SOURCE_HASH "{src_hash}"\n')
+        if not os.path.exists(stamp_header) or open(stamp_header).read() != stamp:
+            with open(stamp_header, "w") as handle:
+                handle.write(stamp)
+        flags = ["-DFASTGAN_STAMP_HEADER"] + (["-DFASTGAN_WITH_CUDA=1"] if with_cuda else [])
+        cpp_extension.load(
+            name="fastgan_C",
+            sources=_build.sources(with_cuda, root),
+            extra_include_paths=[root, build_dir],
+            extra_cflags=_build.CXX_FLAGS + flags,
+            extra_cuda_cflags=_build.NVCC_FLAGS + flags,
+            extra_ldflags=["-fopenmp"],
+            build_directory=build_dir,
+            with_cuda=with_cuda,
+            is_python_module=False,
+            verbose=os.environ.get("FASTGAN_VERBOSE_BUILD") == "1",
+        )
+        built = max((os.path.join(build_dir, f) for f in os.listdir(build_dir) if f.endswith(".so")),
+                    key=os.path.getmtime)
+        _shutil.copyfile(built, cached + ".tmp")
+        os.replace(cached + ".tmp", cached)
+    return cached
 
 
 def load():
@@ -139,7 +171,7 @@ def _load_locked():
         _state["reason"] = f"{problem}; JIT build disabled by FASTGAN_NO_JIT=1"
         return
     try:
-        path, _ = _jit_build()
+        path = _jit_build()
         _state.update(ok=True, reason="", path=path, stamp=read_stamp(path), how=f"JIT build ({problem})")
     except Exception as error:  # a failed build must not take the user's training down: fall back to the reference
         _state["reason"] = f"{problem}; JIT build failed: {str(error).strip().splitlines()[-1] if str(error).strip() else error!r}"

@@ -82,9 +82,6 @@ def _jit_build():
     if root is None:
         raise RuntimeError("the C++ sources did not ship with this installation")
     cuda_home = _build.find_cuda_home()
-    if cuda_home is not None:
-        os.environ.setdefault("CUDA_HOME", cuda_home)  # before torch's helpers guess it from a wrapper's folder
-    from torch.utils import cpp_extension
 
     with_cuda = (cuda_home is not None and torch.version.cuda is not None
                  and os.environ.get("FASTGAN_BUILD_CUDA", "1" if torch.cuda.is_available() else "0") == "1")
@@ -98,6 +95,10 @@ def _jit_build():
         if os.path.exists(cached):
             torch.ops.load_library(cached)
             return cached
+        if cuda_home is not None:
+            os.environ.setdefault("CUDA_HOME", cuda_home)  # before torch's helpers guess it from a wrapper's folder
+        from torch.utils import cpp_extension
+
         if with_cuda:
             os.environ["CUDA_HOME"] = cuda_home
             cpp_extension.CUDA_HOME = cuda_home

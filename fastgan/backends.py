@@ -93,6 +93,8 @@ def availability(name, device):
     if name == "cuda":
         if device_type != "cuda":
             return False, f"cuda runs on CUDA tensors, these are on {device_type}"
+        if not torch.cuda.is_available():
+            return False, "no CUDA device (torch.cuda.is_available() is False)"
         from fastgan import _ext
         if not _ext.load():
             return False, _ext.status()[1]
@@ -104,6 +106,8 @@ def availability(name, device):
         if not ok:
             return False, why
         if device_type == "cuda":
+            if not torch.cuda.is_available():
+                return False, "no CUDA device (torch.cuda.is_available() is False)"
             return True, ""
         if device_type == "cpu":
             if triton_interpreting():

@@ -28,7 +28,8 @@ class Dataset:
         shape: the shape of one sample, e.g. ``(2,)`` or ``(1, 8, 8)``.
         centres, sigma: mode centres [K, 2] and per-mode stddev of ``ring8``/``grid25`` (else None).
         labels: int64 class labels [N] for ``digits`` (else None).
-        seed: the seed it was built with; also the default seed of ``batches``.
+        seed: the seed it was built with; ``batches`` without a generator derives its seed from it (``sample``
+            without one uses torch's global RNG).
 
     ``sample(n, generator)`` draws ``n`` samples: fresh ones from the distribution for the built-in 2D sets (as
     gan_toy.py does), rows of ``tensor`` chosen uniformly with replacement otherwise. ``batches(batch_size,
@@ -126,7 +127,7 @@ def load_dataset(name_or_path: str | Path, image_size: int | None = None, n: int
             folders: None = the short side of the first image). Ignored for 2D data.
         n: number of samples kept in ``.tensor`` (2D sets: default 100,000 drawn with ``seed``; others: a random
             subset of that size, default all).
-        seed: seeds the 2D draws, the subset, and the default batch generator.
+        seed: seeds the 2D draws, the subset, and (through a derived seed) the default batch generator.
 
     Raises:
         ValueError: unknown name (the message lists the known ones), missing path, empty folder, unreadable file.
@@ -139,14 +140,15 @@ def load_dataset(name_or_path: str | Path, image_size: int | None = None, n: int
         return _load_path(name_or_path, image_size, n, seed)
     if not isinstance(name_or_path, str):
         raise ValueError(f"name_or_path must be a dataset name or a path, got {type(name_or_path).__name__}")
+    # A built-in name wins over a file of the same name in the working directory; write ./digits for the file.
     name = ALIASES.get(name_or_path.lower(), name_or_path.lower())
-    if name in _toy.TOY_SETS and not _images.path_like(name_or_path):
+    if name in _toy.TOY_SETS:
         sampler, centres_fn, sigma = _toy.TOY_SETS[name]
         g = torch.Generator().manual_seed(seed)
         data = sampler(DEFAULT_TOY_SIZE if n is None else n, g)
         return Dataset(name, "2d", data, centres=centres_fn() if centres_fn else None, sigma=sigma,
                        sampler=sampler, seed=seed)
-    if name == "digits" and not _images.path_like(name_or_path):
+    if name == "digits":
         x, labels = _images.load_digits_images(image_size)
         x, labels = _subset(x, labels, n, seed)
         return Dataset("digits", "image", x, labels=labels, seed=seed)

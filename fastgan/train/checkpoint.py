@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -19,19 +20,23 @@ import torch
 FORMAT = "fastgan-checkpoint"
 FORMAT_VERSION = 1
 
-_ATOMS = (bool, int, float, str, bytes, type(None), torch.dtype, torch.device, torch.Size)
+# Exact types: numpy scalars subclass float/int yet torch.load(weights_only=True) refuses them, and so does
+# defaultdict although it subclasses dict.
+_ATOMS = (bool, int, float, complex, str, bytes, type(None), torch.dtype, torch.device, torch.Size)
+_MAPPINGS = (dict, OrderedDict)
+_SEQUENCES = (list, tuple, set)
 
 
 def _check(obj, where: str) -> None:
-    if isinstance(obj, torch.Tensor) or isinstance(obj, _ATOMS):
+    if isinstance(obj, torch.Tensor) or type(obj) in _ATOMS:
         return
-    if isinstance(obj, dict):
+    if type(obj) in _MAPPINGS:
         for k, v in obj.items():
-            if not isinstance(k, (str, int)):
+            if type(k) not in (str, int):
                 raise TypeError(f"checkpoint key {where}[{k!r}] is a {type(k).__name__}: keys must be str or int")
             _check(v, f"{where}[{k!r}]")
         return
-    if isinstance(obj, (list, tuple)):
+    if type(obj) in _SEQUENCES:
         for i, v in enumerate(obj):
             _check(v, f"{where}[{i}]")
         return

@@ -175,9 +175,18 @@ def _load_locked():
         path = _jit_build()
         _state.update(ok=True, reason="", path=path, stamp=read_stamp(path), how=f"JIT build ({problem})")
     except Exception as error:  # a failed build must not take the user's training down: fall back to the reference
-        _state["reason"] = f"{problem}; JIT build failed: {str(error).strip().splitlines()[-1] if str(error).strip() else error!r}"
+        _state["reason"] = f"{problem}; JIT build failed: {_first_error_line(error)}"
         warnings.warn(f"fastgan: the C++/CUDA extension is unavailable ({_state['reason']}); "
                       "the reference and Triton backends still work", stacklevel=3)
+
+
+def _first_error_line(error):
+    """The compiler's first `error:` line (what a user needs to see), else the exception's last line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in lines:
+        if "error:" in line or "Error:" in line:
+            return line[:300]
+    return lines[-1][:300] if lines else repr(error)
 
 
 def status():

@@ -40,9 +40,15 @@ def rel_error(out, ref):
     return ((out - ref).norm() / ref.norm().clamp_min(1e-30)).item()
 
 
-def assert_close_to_reference(out, ref_fp64, out_dtype, torch_lowp=None):
+# Triton's interpreter (seen with Triton 3.8) rounds fp32 -> bf16 toward zero, even with
+# fp_downcast_rounding="rtne", which doubles the rounding error of every bf16 store; GPUs round to nearest.
+INTERPRETER_BF16_FACTOR = 2.0
+
+
+def assert_close_to_reference(out, ref_fp64, out_dtype, torch_lowp=None, backend=None):
     """fp64: 1e-12 relative; fp32: 1e-5; bf16/fp16 (flash-attention's rule): at most twice PyTorch's own
-    low-precision error `torch_lowp` against the fp64 reference, with a small absolute floor."""
+    low-precision error `torch_lowp` against the fp64 reference, with a small absolute floor (doubled again for
+    bf16 from the Triton interpreter on CPU: see INTERPRETER_BF16_FACTOR)."""
     error = rel_error(out, ref_fp64)
     if out_dtype == torch.float64:
         assert error <= 1e-12, error
@@ -51,4 +57,6 @@ def assert_close_to_reference(out, ref_fp64, out_dtype, torch_lowp=None):
     else:
         assert torch_lowp is not None, "low-precision checks need PyTorch's own low-precision result"
         bound = 2 * rel_error(torch_lowp, ref_fp64) + 1e-3
+        if backend == "triton" and out.device.type == "cpu" and out_dtype == torch.bfloat16:
+            bound *= INTERPRETER_BF16_FACTOR
         assert error <= bound, (error, bound)

@@ -57,8 +57,8 @@ class GradNormPenaltyBackward(torch.autograd.Function):
     def backward(ctx, v):
         grad, upstream = ctx.saved_tensors
         target, mode = ctx.config
-        g = grad.flatten(1).to(upstream.dtype)
-        v = v.flatten(1).to(upstream.dtype)
+        g = grad.reshape(grad.shape[0], -1).to(upstream.dtype)
+        v = v.reshape(grad.shape[0], -1).to(upstream.dtype)
         norm = torch.linalg.vector_norm(g, dim=1)
         factor, factor_slope = _grad_factor(norm, target, mode)
         dot = (v * g).sum(dim=1)
@@ -94,7 +94,7 @@ def grad_norm_penalty(grad, target=1.0, mode="two_sided"):
 
 def grad_norm_penalty_reference(grad, target=1.0, mode="two_sided"):
     """The specification, in plain PyTorch: [B, *] -> [B] (see the module docstring)."""
-    norm = torch.linalg.vector_norm(grad.flatten(1).to(acc_dtype(grad.dtype)), dim=1)
+    norm = torch.linalg.vector_norm(grad.reshape(grad.shape[0], -1).to(acc_dtype(grad.dtype)), dim=1)
     if mode == "squared":
         return norm * norm
     excess = norm - target

@@ -58,10 +58,10 @@ class InterpolateBackward(torch.autograd.Function):
         d_alpha = torch.zeros_like(alpha)
         if up_real is not None and up_real.numel():
             d_grad = d_grad + a * up_real.to(acc)
-            d_alpha = d_alpha + (up_real.to(acc) * g).flatten(1).sum(dim=1)
+            d_alpha = d_alpha + (up_real.to(acc) * g).reshape(g.shape[0], -1).sum(dim=1)
         if up_fake is not None and up_fake.numel():
             d_grad = d_grad + (1 - a) * up_fake.to(acc)
-            d_alpha = d_alpha - (up_fake.to(acc) * g).flatten(1).sum(dim=1)
+            d_alpha = d_alpha - (up_fake.to(acc) * g).reshape(g.shape[0], -1).sum(dim=1)
         d_real = None
         if up_alpha is not None and up_alpha.numel():
             s = up_alpha.view_as(a)

@@ -1,0 +1,556 @@
+"""bias_act: fused bias + activation (+ gain, + clamp), with fused first- and second-order gradients.
+
+Maths.  z = x + b (b broadcast along `dim`; no bias: z = x),  y = clamp(gain * act(z), -c, c).
+Gradient (one fused pass, the bias sum included):
+    dx = dy * f,   f = gain * act'(z) * [|gain * act(z)| <= c],   db_k = sum of dx over every index with channel k.
+Second order (one fused pass): with u the upstream gradient of dx (plus db's upstream broadcast along `dim`),
+    d dy = u * f,   d z = u * dy * f',   f' = gain * act''(z) * [not clamped]   (d x = d z; d b = sum of d z).
+    f' = 0 for linear, relu and lrelu: that term is neither computed nor stored.
+Third and higher orders: the backward of the second-order op is written in PyTorch ops from the closed forms of
+act', act'' and act''' (see `_torch_factors`), so every order is exact; nothing is approximated.
+Forward mode (torch.func.jvp, torch.autograd.forward_ad): tangent y = f * (tangent x + tangent b), computed by the
+fused backward kernel, so reverse-over-forward works too.
+
+Activations (alpha):  linear, relu, lrelu (negative slope, default 0.2), tanh, sigmoid, elu (alpha, default 1),
+selu, softplus (alpha = beta, default 1; threshold 20 as torch), silu (alias swish), gelu (exact, erf),
+gelu_tanh (tanh approximation). Each equals the matching torch.nn.functional call.
+
+Saved for backward (the least that determines the derivative):
+    linear without clamp:                           nothing;
+    relu, lrelu (alpha >= 0), tanh, sigmoid,
+    elu (alpha >= 0), selu, without clamp, gain != 0: the output y only (the branch is the sign of y / gain,
+                                                    tanh' = 1 - (y/gain)^2, sigmoid' = s (1 - s), elu' = y/gain + alpha);
+    everything else (softplus, silu, gelu, gelu_tanh; any activation with clamp, gain == 0, negative alpha):
+                                                    x and the bias (z is recomputed: y cannot tell whether the
+                                                    clamp or which branch was hit).
+For relu/lrelu the saved y is the tensor the next layer keeps anyway, so no extra memory at all.
+
+Shapes: x [*] of any dense layout (channels_last is kept; other strides are made contiguous); bias [x.shape[dim]];
+y like x. Math in fp32 for fp16/bf16 storage (fp64 for fp64). The bias gradient is summed deterministically.
+"""
+import collections
+import math
+import numbers
+
+import torch
+import torch.nn.functional as F
+
+from fastgan import _ext, backends
+from fastgan.ops._common import acc_dtype, check_choice, check_same_device, check_tensor
+
+ACTIVATIONS = ("linear", "relu", "lrelu", "tanh", "sigmoid", "elu", "selu", "softplus", "silu", "gelu", "gelu_tanh")
+ALIASES = {"swish": "silu", "leaky_relu": "lrelu", "identity": "linear"}
+DEFAULT_ALPHA = {"lrelu": 0.2, "elu": 1.0, "softplus": 1.0}
+Y_FORM = ("linear", "relu", "lrelu", "tanh", "sigmoid", "elu", "selu")
+PIECEWISE_LINEAR = ("linear", "relu", "lrelu")
+SAVED_Y, SAVED_X = 0, 1
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+SOFTPLUS_THRESHOLD = 20.0
+# `auto` on CUDA tries these in order.
+CUDA_ORDER = ("cuda", "triton")
+
+# Everything the kernels need besides tensors; hashable and immutable (autograd.Function inputs).
+Config = collections.namedtuple("Config", "act code saved alpha gain clamp dim backend")
+
+
+# --------------------------------------------------------------------------------------------- autograd
+
+class BiasActFunction(torch.autograd.Function):
+    """Fused forward; backward = BiasActBackward (itself differentiable); jvp for forward-mode AD."""
+
+    @staticmethod
+    def forward(x, bias, cfg):
+        return _kernels(cfg.backend).forward(x, bias, cfg.code, cfg.alpha, cfg.gain, cfg.clamp, cfg.dim)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, bias, cfg = inputs
+        ctx.cfg = cfg
+        if cfg.saved == SAVED_Y:
+            saved = (None, None, None if cfg.act == "linear" else output)
+        else:
+            saved = (x, bias, None)
+        ctx.shape = x.shape
+        ctx.save_for_backward(*saved)
+        ctx.save_for_forward(*saved)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, bias, y = ctx.saved_tensors
+        need_x, need_b = ctx.needs_input_grad[:2]
+        if dy is None or not (need_x or need_b):
+            return None, None, None
+        dx, db = BiasActBackward.apply(dy, x, bias, y, ctx.cfg, bool(need_b))
+        return (dx if need_x else None), (db if need_b else None), None
+
+    @staticmethod
+    def jvp(ctx, tx, tb, _):
+        x, bias, y = ctx.saved_tensors
+        t = _broadcast_add(tx, tb, ctx.cfg.dim, ctx.shape)
+        if t is None:
+            return None
+        dx, _ = BiasActBackward.apply(t, x, bias, y, ctx.cfg, False)
+        return dx
+
+
+class BiasActBackward(torch.autograd.Function):
+    """dx (and db) in one fused pass; its backward, the second order, is BiasActDoubleBackward."""
+
+    @staticmethod
+    def forward(dy, x, bias, y, cfg, need_db):
+        ref = _layout_ref(x, y, dy)
+        dy = _match(dy, ref)
+        return _kernels(cfg.backend).backward(dy, x, bias, y, cfg.code, cfg.saved, cfg.alpha, cfg.gain, cfg.clamp,
+                                              cfg.dim, need_db)
+
+    @staticmethod
+    def setup_context(ctx, inputs, outputs):
+        dy, x, bias, y, cfg, need_db = inputs
+        ctx.cfg = cfg
+        ctx.shape = dy.shape
+        # dy only matters for the act'' term, which is zero for the piecewise-linear activations.
+        ctx.save_for_backward(None if cfg.act in PIECEWISE_LINEAR else dy, x, bias, y)
+        ctx.save_for_forward(dy, x, bias, y)
+        ctx.set_materialize_grads(False)
+        if not need_db:
+            ctx.mark_non_differentiable(outputs[1])
+
+    @staticmethod
+    def backward(ctx, g_dx, g_db):
+        dy, x, bias, y = ctx.saved_tensors
+        cfg = ctx.cfg
+        need_dy, need_x, need_b, need_y = ctx.needs_input_grad[:4]
+        u = _broadcast_add(g_dx, g_db, cfg.dim, ctx.shape)
+        smooth = cfg.act not in PIECEWISE_LINEAR
+        need_x = need_x and smooth
+        need_b = need_b and smooth and bias is not None
+        need_y = need_y and smooth
+        if u is None or not (need_dy or need_x or need_b or need_y):
+            return None, None, None, None, None, None
+        g_dy, g_s, g_b = BiasActDoubleBackward.apply(u, dy, x, bias, y, cfg, bool(need_dy),
+                                                     bool(need_x or need_y), bool(need_b))
+        return ((g_dy if need_dy else None), (g_s if need_x else None), (g_b if need_b else None),
+                (g_s if need_y else None), None, None)
+
+    @staticmethod
+    def jvp(ctx, t_dy, t_x, t_b, t_y, _cfg, _need):
+        # Forward mode through the backward (Hessian-vector products): plain PyTorch ops.
+        dy, x, bias, y = ctx.saved_tensors
+        cfg = ctx.cfg
+        s = _saved_z(x, bias, cfg) if cfg.saved == SAVED_X else y
+        t_s = _broadcast_add(t_x, t_b, cfg.dim, dy.shape) if cfg.saved == SAVED_X else t_y
+        f0, f1, _ = _torch_factors(s, cfg, 2, dy)
+        acc = acc_dtype(dy.dtype)
+        t_dx = None
+        if t_dy is not None:
+            t_dx = t_dy.to(acc) * f0
+        if t_s is not None and f1 is not None:
+            term = dy.to(acc) * f1 * t_s.to(acc)
+            t_dx = term if t_dx is None else t_dx + term
+        if t_dx is None:
+            return None, None
+        t_dx = torch.broadcast_to(t_dx, dy.shape)
+        t_db = _reduce_to_channel(t_dx, cfg.dim) if bias is not None else None
+        return t_dx.to(dy.dtype), (t_db.to(dy.dtype) if t_db is not None else None)
+
+
+class BiasActDoubleBackward(torch.autograd.Function):
+    """(d dy, d s, d b) = (u f, u dy f', sum u dy f') in one fused pass; its backward in PyTorch ops."""
+
+    @staticmethod
+    def forward(u, dy, x, bias, y, cfg, need_gdy, need_gs, need_gb):
+        ref = _layout_ref(x, y, u)
+        u = _match(u, ref)
+        dy = u if dy is None else _match(dy, ref)  # piecewise linear: dy is never read
+        return _kernels(cfg.backend).grad2(u, dy, x, bias, y, cfg.code, cfg.saved, cfg.alpha, cfg.gain, cfg.clamp,
+                                           cfg.dim, need_gdy, need_gs, need_gb)
+
+    @staticmethod
+    def setup_context(ctx, inputs, outputs):
+        u, dy, x, bias, y, cfg, need_gdy, need_gs, need_gb = inputs
+        ctx.cfg = cfg
+        ctx.save_for_backward(u, dy, x, bias, y)
+        ctx.set_materialize_grads(False)
+        unused = [out for out, need in zip(outputs, (need_gdy, need_gs, need_gb)) if not need]
+        if unused:
+            ctx.mark_non_differentiable(*unused)
+
+    @staticmethod
+    def backward(ctx, a, c_s, c_b):
+        # Third order, in PyTorch ops from closed forms: with f, f', f'' the derivative factor and its slopes,
+        #   d u = a f + c dy f',  d dy = c u f',  d s = a u f' + c u dy f''   (c: upstream of d s, plus d b's).
+        u, dy, x, bias, y = ctx.saved_tensors
+        cfg = ctx.cfg
+        acc = acc_dtype(u.dtype)
+        c = _broadcast_add(c_s, c_b, cfg.dim, u.shape) if cfg.saved == SAVED_X else c_s
+        s = _saved_z(x, bias, cfg) if cfg.saved == SAVED_X else y
+        f0, f1, f2 = _torch_factors(s, cfg, 3, u)
+        uu = u.to(acc)
+        d_u = d_dy = d_s = None
+        if a is not None:
+            d_u = a.to(acc) * f0
+            if f1 is not None:
+                d_s = a.to(acc) * uu * f1
+        if c is not None and f1 is not None:
+            dyy = dy.to(acc)
+            cc = c.to(acc)
+            term = cc * dyy * f1
+            d_u = term if d_u is None else d_u + term
+            d_dy = cc * uu * f1
+            if f2 is not None:
+                term = cc * uu * dyy * f2
+                d_s = term if d_s is None else d_s + term
+        shape = u.shape
+        d_u = None if d_u is None else torch.broadcast_to(d_u, shape).to(u.dtype)
+        d_dy = None if d_dy is None else torch.broadcast_to(d_dy, shape).to(u.dtype)
+        d_x = d_b = d_y = None
+        if d_s is not None:
+            d_s = torch.broadcast_to(d_s, shape)
+            if cfg.saved == SAVED_X:
+                d_x = d_s.to(x.dtype)
+                d_b = _reduce_to_channel(d_s, cfg.dim).to(bias.dtype) if bias is not None else None
+            else:
+                d_y = d_s.to(y.dtype)
+        return d_u, d_dy, d_x, d_b, d_y, None, None, None, None
+
+
+# --------------------------------------------------------------------------------------------- public API
+
+def bias_act(x, bias=None, act="lrelu", alpha=None, gain=1.0, clamp=None, dim=1):
+    """y = clamp(act(x + bias) * gain, -clamp, clamp), bias broadcast along `dim`, fused with its gradients.
+
+    Args:
+        x: floating tensor (float32, float64, float16, bfloat16), any shape and dense layout.
+        bias: None or a [x.shape[dim]] tensor (cast to x's dtype).
+        act: one of ACTIVATIONS ("swish" = "silu").
+        alpha: lrelu's negative slope (default 0.2), elu's alpha (1.0), softplus's beta (1.0); others take none.
+        gain: multiplies the activation (any finite number).
+        clamp: None, or a bound c >= 0 on |y|.
+        dim: the dimension `bias` runs along (default 1, the channels of NCHW; -1 for [B, F] features).
+    Returns:
+        y, shaped and laid out like x.
+    """
+    check_tensor(x, "x")
+    act = _check_act(act)
+    alpha = _check_alpha(act, alpha)
+    gain = _check_real(gain, "gain")
+    if clamp is not None:
+        clamp = _check_real(clamp, "clamp")
+        if clamp < 0:
+            raise ValueError(f"clamp must be None or >= 0, got {clamp}")
+    if bias is not None:
+        check_tensor(bias, "bias")
+        check_same_device([("x", x), ("bias", bias)])
+        dim = _check_dim(dim, x)
+        if bias.dim() != 1 or bias.shape[0] != x.shape[dim]:
+            raise ValueError(f"bias must have shape [x.shape[dim]] = [{x.shape[dim]}] (dim={dim}), "
+                             f"got {tuple(bias.shape)}")
+        if bias.dtype != x.dtype:
+            bias = bias.to(x.dtype)
+    else:
+        _check_dim_type(dim)  # no bias: the dimension plays no part
+        dim = 0
+    backend = backends.select("bias_act", x.device, cuda_order=CUDA_ORDER)
+    if backend == "reference" or x.numel() == 0:
+        return bias_act_reference(x, bias, act, alpha, gain, clamp, dim)
+    cfg = Config(act, ACTIVATIONS.index(act), _saved_form(act, alpha, gain, clamp), float(alpha), float(gain),
+                 -1.0 if clamp is None else float(clamp), dim, backend)
+    if not _is_dense(x):
+        x = x.contiguous()
+    if bias is not None and not bias.is_contiguous():
+        bias = bias.contiguous()
+    return BiasActFunction.apply(x, bias, cfg)
+
+
+def bias_act_reference(x, bias=None, act="lrelu", alpha=None, gain=1.0, clamp=None, dim=1):
+    """The specification in plain PyTorch (fp32 math for half inputs, like the kernels); autograd gives every
+    derivative."""
+    act = _check_act(act)
+    alpha = _check_alpha(act, alpha)
+    acc = acc_dtype(x.dtype)
+    z = x.to(acc)
+    if bias is not None:
+        z = z + bias.to(acc).view(_channel_shape(x.dim(), dim, bias.shape[0]))
+    y = _torch_act(z, act, alpha)
+    if gain != 1:
+        y = y * gain
+    if clamp is not None:
+        y = y.clamp(-clamp, clamp)
+    return y.to(x.dtype)
+
+
+def saved_form(act, alpha=None, gain=1.0, clamp=None):
+    """"y" when the backward keeps only the output, "x" when it keeps the input and bias (see the docstring)."""
+    act = _check_act(act)
+    return "y" if _saved_form(act, _check_alpha(act, alpha), gain, clamp) == SAVED_Y else "x"
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+def _check_act(act):
+    if not isinstance(act, str):
+        raise TypeError(f"act must be a string, one of {', '.join(ACTIVATIONS)}; got {type(act).__name__}")
+    act = ALIASES.get(act, act)
+    return check_choice(act, "act", ACTIVATIONS)
+
+
+def _check_alpha(act, alpha):
+    if alpha is None:
+        return DEFAULT_ALPHA.get(act, 0.0)
+    if act not in DEFAULT_ALPHA:
+        raise ValueError(f"alpha is not used by act={act!r} (only lrelu, elu and softplus take one), got {alpha!r}")
+    alpha = _check_real(alpha, "alpha")
+    if act == "softplus" and alpha <= 0:
+        raise ValueError(f"alpha (softplus's beta) must be > 0, got {alpha}")
+    return alpha
+
+
+def _check_real(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def _check_dim_type(dim):
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"dim must be an int, got {type(dim).__name__}")
+
+
+def _check_dim(dim, x):
+    _check_dim_type(dim)
+    if x.dim() == 0 or not -x.dim() <= dim < x.dim():
+        raise ValueError(f"dim={dim} is out of range for x with {x.dim()} dimension(s) "
+                         f"(shape {tuple(x.shape)})")
+    return dim % x.dim()
+
+
+def _saved_form(act, alpha, gain, clamp):
+    if clamp is not None or act not in Y_FORM or gain == 0:
+        return SAVED_X
+    if act in ("lrelu", "elu") and alpha < 0:
+        return SAVED_X
+    return SAVED_Y
+
+
+def _is_dense(t):
+    """Non-overlapping and dense (any permutation of dimensions): kernels index it as one flat array."""
+    if t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last):
+        return True
+    expected = 1
+    for size, stride in sorted(((s, st) for s, st in zip(t.shape, t.stride()) if s != 1), key=lambda p: p[1]):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _channel_shape(ndim, dim, channels):
+    shape = [1] * ndim
+    shape[dim] = channels
+    return shape
+
+
+def _broadcast_add(t, per_channel, dim, shape):
+    """t + per_channel broadcast along dim, of the given shape (either may be None; both None gives None)."""
+    if per_channel is None:
+        return t
+    column = per_channel.view(_channel_shape(len(shape), dim, per_channel.shape[0]))
+    if t is None:
+        return column.expand(shape)
+    return t + column
+
+
+def _layout_ref(x, y, fallback):
+    if x is not None:
+        return x
+    if y is not None:
+        return y
+    return fallback if _is_dense(fallback) else fallback.contiguous()
+
+
+def _match(t, ref):
+    """t with exactly ref's strides and dtype (a copy only when they differ)."""
+    if t.stride() == ref.stride() and t.dtype == ref.dtype and t.shape == ref.shape:
+        return t
+    return torch.empty_like(ref).copy_(t)
+
+
+def _reduce_to_channel(t, dim):
+    dims = [d for d in range(t.dim()) if d != dim]
+    return t.sum(dim=dims) if dims else t
+
+
+def _saved_z(x, bias, cfg):
+    acc = acc_dtype(x.dtype)
+    z = x.to(acc)
+    if bias is not None:
+        z = z + bias.to(acc).view(_channel_shape(x.dim(), cfg.dim, bias.shape[0]))
+    return z
+
+
+def _torch_act(z, act, alpha):
+    if act == "linear":
+        return z
+    if act == "relu":
+        return F.relu(z)
+    if act == "lrelu":
+        return F.leaky_relu(z, alpha)
+    if act == "tanh":
+        return torch.tanh(z)
+    if act == "sigmoid":
+        return torch.sigmoid(z)
+    if act == "elu":
+        return F.elu(z, alpha)
+    if act == "selu":
+        return F.selu(z)
+    if act == "softplus":
+        return F.softplus(z, beta=alpha, threshold=SOFTPLUS_THRESHOLD)
+    if act == "silu":
+        return F.silu(z)
+    if act == "gelu":
+        return F.gelu(z)
+    return F.gelu(z, approximate="tanh")
+
+
+def _act_derivs(z, act, alpha, order):
+    """(act'(z), act''(z), act'''(z)) as PyTorch expressions up to `order` (None: identically zero)."""
+    one = torch.ones_like(z)
+    if act == "linear":
+        return one, None, None
+    if act == "relu":
+        return (z > 0).to(z.dtype), None, None
+    if act == "lrelu":
+        return torch.where(z > 0, one, one * alpha), None, None
+    if act == "tanh":
+        t = torch.tanh(z)
+        s = 1 - t * t
+        return s, -2 * t * s, (s * (6 * t * t - 2) if order >= 3 else None)
+    if act == "sigmoid":
+        s = torch.sigmoid(z)
+        d1 = s * (1 - s)
+        return d1, d1 * (1 - 2 * s), (d1 * (1 - 6 * s + 6 * s * s) if order >= 3 else None)
+    if act in ("elu", "selu"):
+        scale, a = (1.0, alpha) if act == "elu" else (SELU_SCALE, SELU_ALPHA)
+        e = scale * a * torch.exp(torch.clamp(z, max=0))
+        zero = torch.zeros_like(z)
+        d2 = torch.where(z > 0, zero, e)
+        return torch.where(z > 0, one * scale, e), d2, d2
+    if act == "softplus":
+        bz = alpha * z
+        linear = bz > SOFTPLUS_THRESHOLD
+        s = torch.sigmoid(bz)
+        zero = torch.zeros_like(z)
+        d2 = torch.where(linear, zero, alpha * s * (1 - s))
+        d3 = torch.where(linear, zero, alpha * alpha * s * (1 - s) * (1 - 2 * s)) if order >= 3 else None
+        return torch.where(linear, one, s), d2, d3
+    if act == "silu":
+        s = torch.sigmoid(z)
+        q = s * (1 - s)
+        m = 1 - 2 * s
+        d3 = q * (m * (3 + z * m) - 2 * z * q) if order >= 3 else None
+        return s * (1 + z * (1 - s)), q * (2 + z * m), d3
+    if act == "gelu":
+        cdf = 0.5 * (1 + torch.erf(z * (1 / math.sqrt(2))))
+        pdf = torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+        return cdf + z * pdf, pdf * (2 - z * z), (z * pdf * (z * z - 4) if order >= 3 else None)
+    # gelu_tanh: u = k (z + c z^3), T = tanh(u), S = 1 - T^2
+    k, c = math.sqrt(2 / math.pi), 0.044715
+    z2 = z * z
+    t = torch.tanh(k * (z + c * z2 * z))
+    s = 1 - t * t
+    du = k * (1 + 3 * c * z2)
+    ddu = 6 * k * c * z
+    d1 = 0.5 * (1 + t) + 0.5 * z * s * du
+    d2 = s * du - z * t * s * du * du + 0.5 * z * s * ddu
+    d3 = None
+    if order >= 3:
+        d3 = (-3 * t * s * du * du + 1.5 * s * ddu - z * s * du ** 3 * (s - 2 * t * t)
+              - 3 * z * t * s * du * ddu + 0.5 * z * s * (6 * k * c))
+    return d1, d2, d3
+
+
+def _torch_factors(s, cfg, order, like):
+    """(f, f', f'') of the saved tensor s (y for SAVED_Y, z for SAVED_X) in PyTorch ops (None: zero), where
+    f = d y / d z and f' = d f / d s. `like` gives dtype and device where nothing is saved (linear)."""
+    act, alpha, gain = cfg.act, cfg.alpha, cfg.gain
+    acc = acc_dtype(like.dtype)
+    if cfg.saved == SAVED_Y and act == "linear":
+        return torch.full((), gain, dtype=acc, device=like.device), None, None
+    s = s.to(acc)
+    if cfg.saved == SAVED_Y:
+        r = s / gain
+        one = torch.ones_like(r)
+        if act == "relu":
+            return gain * (r > 0).to(acc), None, None
+        if act == "lrelu":
+            return gain * torch.where(r > 0, one, one * alpha), None, None
+        if act == "tanh":
+            return gain * (1 - r * r), -2 * r, torch.full((), -2 / gain, dtype=acc, device=s.device)
+        if act == "sigmoid":
+            return gain * r * (1 - r), 1 - 2 * r, torch.full((), -2 / gain, dtype=acc, device=s.device)
+        scale, a = (1.0, alpha) if act == "elu" else (SELU_SCALE, SELU_ALPHA * SELU_SCALE)
+        pos = r > 0
+        return (gain * torch.where(pos, one * scale, r + a), torch.where(pos, torch.zeros_like(r), one), None)
+    d1, d2, d3 = _act_derivs(s, act, alpha, order)
+    mask = None
+    if cfg.clamp >= 0:
+        mask = ((_torch_act(s, act, alpha) * gain).abs() <= cfg.clamp).to(acc)
+    out = []
+    for d in (d1, d2, d3):
+        if d is not None:
+            d = d * gain
+            if mask is not None:
+                d = d * mask
+        out.append(d)
+    return tuple(out)
+
+
+class _ExtensionKernels:
+    """cpp and cuda: the C++ ops, dispatched on the tensors' device by torch."""
+
+    @staticmethod
+    def forward(x, bias, act, alpha, gain, clamp, dim):
+        return torch.ops.fastgan.bias_act_forward(x, bias, act, alpha, gain, clamp, dim)
+
+    @staticmethod
+    def backward(dy, x, bias, y, act, saved, alpha, gain, clamp, dim, need_db):
+        return torch.ops.fastgan.bias_act_backward(dy, x, bias, y, act, saved, alpha, gain, clamp, dim, need_db)
+
+    @staticmethod
+    def grad2(u, dy, x, bias, y, act, saved, alpha, gain, clamp, dim, need_gdy, need_gs, need_gb):
+        return torch.ops.fastgan.bias_act_grad2(u, dy, x, bias, y, act, saved, alpha, gain, clamp, dim, need_gdy,
+                                                need_gs, need_gb)
+
+
+def _kernels(backend):
+    if backend == "triton":
+        from fastgan.kernels import bias_act as triton_kernels
+        return triton_kernels
+    return _ExtensionKernels
+
+
+@_ext.on_load
+def _register_fakes():
+    @torch.library.register_fake("fastgan::bias_act_forward")
+    def _forward_fake(x, bias, act, alpha, gain, clamp, dim):
+        return torch.empty_like(x)
+
+    @torch.library.register_fake("fastgan::bias_act_backward")
+    def _backward_fake(dy, x, bias, y, act, saved, alpha, gain, clamp, dim, need_db):
+        ref = x if saved == SAVED_X else (y if y is not None else dy)
+        channels = ref.shape[dim] if ref.dim() else 1
+        return torch.empty_like(ref), dy.new_empty(channels if need_db else 0)
+
+    @torch.library.register_fake("fastgan::bias_act_grad2")
+    def _grad2_fake(u, dy, x, bias, y, act, saved, alpha, gain, clamp, dim, need_gdy, need_gs, need_gb):
+        ref = x if saved == SAVED_X else (y if y is not None else u)
+        smooth = ACTIVATIONS[act] not in PIECEWISE_LINEAR
+        channels = ref.shape[dim] if ref.dim() else 1
+        need_gb = need_gb and saved == SAVED_X and bias is not None and smooth
+        return (torch.empty_like(ref) if need_gdy else u.new_empty(0),
+                torch.empty_like(ref) if need_gs and smooth else u.new_empty(0),
+                u.new_empty(channels if need_gb else 0))

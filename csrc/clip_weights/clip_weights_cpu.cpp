@@ -1,0 +1,58 @@
+// CPU kernel of clip_weights: one at::parallel_for over the fixed-size chunks of every tensor of the list.
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "clip_weights/clip_weights.h"
+#include "common/cpu.h"
+
+namespace fastgan {
+namespace {
+
+// Below this many elements in all, threads cost more than they save: run on the calling thread.
+constexpr int64_t kSerialElems = 1 << 15;
+
+template <typename T>
+void clip_range(T* __restrict__ x, int64_t n, double clip) {
+  using A = acc_t<T>;
+  // The bound in the storage dtype first, as torch's clamp_ converts its scalars.
+  const A hi = static_cast<A>(static_cast<T>(clip));
+  const A lo = static_cast<A>(static_cast<T>(-clip));
+  for (int64_t i = 0; i < n; ++i) x[i] = static_cast<T>(clip_value<A>(static_cast<A>(x[i]), lo, hi));
+}
+
+// fp32/fp64: no conversions, so gcc vectorises the loop into min/max instructions.
+template <>
+void clip_range<float>(float* __restrict__ x, int64_t n, double clip) {
+  const float hi = static_cast<float>(clip), lo = -hi;
+  for (int64_t i = 0; i < n; ++i) x[i] = clip_value<float>(x[i], lo, hi);
+}
+
+}  // namespace
+
+void clip_weights_cpu(const ClipTensor* tensors, int64_t count, double clip) {
+  // Task t covers elements [chunk * kCpuChunk, ...) of one tensor; first[i] is tensor i's first task.
+  std::vector<int64_t> first(count + 1, 0);
+  int64_t total = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    first[i + 1] = first[i] + (tensors[i].numel + kCpuChunk - 1) / kCpuChunk;
+    total += tensors[i].numel;
+  }
+  const int64_t tasks = first[count];
+  if (tasks == 0) return;
+  at::parallel_for(0, tasks, total < kSerialElems ? tasks : 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t i = std::upper_bound(first.begin(), first.end(), task) - first.begin() - 1;
+      const ClipTensor& t = tensors[i];
+      const int64_t start = (task - first[i]) * kCpuChunk;
+      const int64_t n = std::min(kCpuChunk, t.numel - start);
+      dispatch_cpu(t.dtype, [&](auto tag) {
+        using T = decltype(tag);
+        clip_range<T>(static_cast<T*>(t.data) + start, n, clip);
+      });
+    }
+  });
+}
+
+}  // namespace fastgan

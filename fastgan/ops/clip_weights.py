@@ -1,0 +1,124 @@
+"""clip_weights: WGAN weight clipping (Arjovsky et al. 2017) of every parameter of a critic, in place, in one call.
+
+Maths.  p <- min(max(p, -c), c) elementwise for every tensor p of the list, with the bound c rounded to p's dtype
+first and NaN kept, exactly as ``p.clamp_(-c, c)``. No gradient: this is an in-place update of parameters after
+the optimizer step (it runs under ``torch.no_grad``), so there is no backward and nothing is saved.
+
+Shapes: any list of floating tensors of any shapes and dtypes (float32, float64, float16, bfloat16), on one
+device or several (one call per device). Dense tensors (contiguous, channels_last, any permutation) are clamped in
+place by the kernel; strided views that are not dense are clamped with ``clamp_`` (rare for parameters).
+
+Kernels: CPU, one ``at::parallel_for`` over the fixed-size chunks of all tensors; CUDA, one multi-tensor launch per
+96 tensors (pointers, sizes and dtypes passed by value in the kernel argument, mixed dtypes in one launch);
+Triton, one launch per dtype over a table of pointers.
+"""
+import math
+
+import torch
+
+from fastgan import _ext, backends
+from fastgan.ops._common import FLOATING
+
+CUDA_ORDER = ("cuda", "triton")
+
+
+def clip_weights_(params, clip=0.01):
+    """Clamp every tensor of `params` to [-clip, clip] in place, in one fused call per device.
+
+    Args:
+        params: an ``nn.Module`` (all its parameters), one tensor, or an iterable of tensors.
+        clip: the bound c > 0 (WGAN: 0.01).
+    Raises:
+        TypeError: a parameter is not a floating tensor (the message names it), or clip is not a number.
+        ValueError: clip <= 0 or not finite.
+    """
+    clip = _check_clip(clip)
+    groups = {}
+    for name, p in _named_tensors(params):
+        if not isinstance(p, torch.Tensor):
+            raise TypeError(f"params: {name} must be a torch.Tensor, got {type(p).__name__}")
+        if p.dtype not in FLOATING:
+            raise TypeError(f"params: {name} must be float32, float64, float16 or bfloat16 to be clipped, "
+                            f"got {p.dtype}")
+        groups.setdefault(p.device, []).append(p)
+    with torch.no_grad():
+        for device, tensors in groups.items():
+            backend = backends.select("clip_weights", device, cuda_order=CUDA_ORDER)
+            if backend == "reference":
+                clip_weights_reference(tensors, clip)
+                continue
+            dense, strided = [], []
+            for p in tensors:
+                if p.numel():
+                    (dense if _is_dense(p) else strided).append(p)
+            if dense:
+                _kernels(backend).clip(dense, clip)
+            for p in strided:  # not one block of memory: torch's own clamp handles the strides
+                p.clamp_(-clip, clip)
+
+
+def clip_weights_reference(params, clip=0.01):
+    """The specification: a per-parameter ``clamp_`` loop (what StudioGAN and torchgan do), in place."""
+    with torch.no_grad():
+        for _, p in _named_tensors(params):
+            p.clamp_(-clip, clip)
+
+
+def _check_clip(clip):
+    if isinstance(clip, bool) or not isinstance(clip, (int, float)):
+        if isinstance(clip, torch.Tensor) and clip.numel() == 1 and not clip.dtype.is_complex:
+            clip = clip.item()
+        else:
+            raise TypeError(f"clip must be a number, got {type(clip).__name__}")
+    clip = float(clip)
+    if not (clip > 0) or not math.isfinite(clip):
+        raise ValueError(f"clip must be a finite number > 0, got {clip}")
+    return clip
+
+
+def _named_tensors(params):
+    if isinstance(params, torch.nn.Module):
+        return list(params.named_parameters())
+    if isinstance(params, torch.Tensor):
+        return [("params[0]", params)]
+    try:
+        items = list(params)
+    except TypeError:
+        raise TypeError(f"params must be an nn.Module, a tensor or an iterable of tensors, "
+                        f"got {type(params).__name__}") from None
+    return [(f"params[{i}]", p) for i, p in enumerate(items)]
+
+
+def _is_dense(p):
+    return p.is_contiguous() or _dense_strides(p)
+
+
+def _dense_strides(p):
+    expected = 1
+    for size, stride in sorted(zip(p.shape, p.stride()), key=lambda pair: pair[1]):
+        if size == 1:
+            continue
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+class _ExtensionKernels:
+    @staticmethod
+    def clip(tensors, clip):
+        torch.ops.fastgan.clip_weights_(tensors, clip)
+
+
+def _kernels(backend):
+    if backend == "triton":
+        from fastgan.kernels import clip_weights as triton_kernels
+        return triton_kernels
+    return _ExtensionKernels
+
+
+@_ext.on_load
+def _register_fakes():
+    @torch.library.register_fake("fastgan::clip_weights_")
+    def _clip_fake(params, clip):
+        return None

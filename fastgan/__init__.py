@@ -33,6 +33,7 @@ def _map_source_kernels():
 _map_source_kernels()
 
 from fastgan import ops  # noqa: E402
+from fastgan import nn  # noqa: E402
 from fastgan.backends import BackendUnavailableError, backend, get_backend, set_backend  # noqa: E402
 from fastgan.penalties import dragan_penalty, gradient_penalty, r1_penalty, r2_penalty  # noqa: E402
 

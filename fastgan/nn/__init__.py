@@ -1,0 +1,11 @@
+"""Critic building blocks on fastgan's fused ops, and a converter for existing models.
+
+    critic = fastgan.nn.fuse_activations(critic)     # Conv2d/Linear + activation pairs -> fused blocks
+
+Layers: BiasAct, FusedLeakyReLU, Conv2dAct, LinearAct (fastgan.nn.layers); converter: fuse_activations
+(fastgan.nn.fuse).
+"""
+from fastgan.nn.fuse import FusionReport, fuse_activations
+from fastgan.nn.layers import BiasAct, Conv2dAct, FusedLeakyReLU, LinearAct
+
+__all__ = ["BiasAct", "Conv2dAct", "FusedLeakyReLU", "FusionReport", "LinearAct", "fuse_activations"]

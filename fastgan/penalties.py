@@ -25,8 +25,8 @@ and `method=` chooses how that is computed:
   [D(x_b + h u_b) - D(x_b - h u_b)] / 2h along the per-sample unit direction u_b = v_b / ||v_b||, weighted by
   ||v_b||: only ordinary forwards and backwards, so it runs through a torch.compile'd critic and through anything
   without forward-mode or double-backward support. Its error is O(h^2) for smooth critics (softplus, tanh, ELU,
-  SiLU...) plus rounding O(eps * ||x|| / h); the default step h = (eps * max(1, mean_b ||x_b||))^(1/3), eps of
-  the dtype the critic computes in, balances the two (in fp64 it matches the exact gradient to ~1e-9 for smooth
+  SiLU...) plus rounding O(eps * ||x_b|| / h); the default per-sample step h_b = (eps * max(1, ||x_b||))^(1/3),
+  eps of the dtype the critic computes in, balances the two (in fp64 it matches the exact gradient to ~1e-9 for smooth
   critics, in fp32 to ~1e-4). For ReLU/LeakyReLU (any piecewise-linear) critics it estimates a different, smoothed gradient:
   the input gradient jumps wherever a unit switches, and kinks crossed within +-h make the difference differ from the
   exact gradient by O(1) (relative differences above 1 are normal). A warning is given when the critic visibly
@@ -86,8 +86,8 @@ def gradient_penalty(critic, real, fake, weight=10.0, target=1.0, mode="two_side
         scaler: optional torch.amp.GradScaler (mixed precision; see the module docstring).
         method: "double_backward" (default), "jvp" or "finite_difference" (see the module docstring).
         step: finite-difference step h, a distance in input space along a unit direction (method=
-            "finite_difference" only); default (eps * max(1, mean_b ||x_b||))^(1/3) with eps that of the critic's
-            compute dtype (for 32x32x3 images: ~4e-5 in fp64, ~0.02 in fp32).
+            "finite_difference" only); default per sample (eps * max(1, ||x_b||))^(1/3) with eps that of the
+            critic's compute dtype (for 32x32x3 images: ~4e-5 in fp64, ~0.02 in fp32).
     Returns:
         scalar tensor.
     """
@@ -281,13 +281,16 @@ def _jvp_surrogate(critic, plain, primal, direction, kwargs):
 
 
 def _finite_difference_surrogate(critic, primal, direction, kwargs, step):
-    """sum_b ||v_b|| * [D(x_b + h u_b) - D(x_b - h u_b)] / 2h with u_b = v_b / ||v_b||."""
+    """sum_b ||v_b|| * [D(x_b + h_b u_b) - D(x_b - h_b u_b)] / 2h_b with u_b = v_b / ||v_b||."""
     acc = direction.dtype
     batch = primal.shape[0]
-    h = _default_step(primal) if step is None else torch.tensor(float(step), dtype=acc, device=primal.device)
+    if step is None:
+        h = _default_step(primal)
+    else:
+        h = torch.full((batch,), float(step), dtype=acc, device=primal.device)
     coef = torch.linalg.vector_norm(direction.flatten(1), dim=1)
     unit = direction / torch.where(coef > 0, coef, torch.ones_like(coef)).view(-1, *([1] * (direction.dim() - 1)))
-    shift = (h.to(acc) * unit).to(primal.dtype)
+    shift = (h.view(-1, *([1] * (direction.dim() - 1))) * unit).to(primal.dtype)
     plus = _check_outputs(critic(primal + shift, **kwargs), batch, need_grad=False)
     minus = _check_outputs(critic(primal - shift, **kwargs), batch, need_grad=False)
     difference = (plus.to(acc) - minus.to(acc)) / (2.0 * h)
@@ -295,10 +298,11 @@ def _finite_difference_surrogate(critic, primal, direction, kwargs, step):
 
 
 def _default_step(points):
-    """h = (eps * max(1, mean_b ||x_b||))^(1/3), eps of the dtype the critic computes in (the autocast dtype under
-    autocast). The central difference's truncation error grows as h^2 (along a unit direction, independent of the
-    input's size) and its rounding error as eps * ||x|| / h (x + h u is rounded element by element): they balance
-    there. A 0-dim tensor, so no host sync."""
+    """Per-sample steps h_b = (eps * max(1, ||x_b||))^(1/3), eps of the dtype the critic computes in (the autocast
+    dtype under autocast). The central difference's truncation error grows as h^2 (along a unit direction,
+    whatever the input's size) and its rounding error as eps * ||x_b|| / h (x + h u is rounded element by element):
+    they balance there. Per sample, so the result does not depend on how a batch is split across processes;
+    a [B] tensor, so no host sync."""
     dtype = points.dtype
     device_type = points.device.type
     try:
@@ -310,7 +314,7 @@ def _default_step(points):
         elif device_type == "cuda" and torch.is_autocast_enabled():
             dtype = torch.get_autocast_gpu_dtype()
     acc = acc_dtype(points.dtype)
-    size = torch.linalg.vector_norm(points.detach().flatten(1).to(acc), dim=1).mean().clamp(min=1.0)
+    size = torch.linalg.vector_norm(points.detach().flatten(1).to(acc), dim=1).clamp(min=1.0)
     return (float(torch.finfo(dtype).eps) * size) ** (1.0 / 3.0)
 
 

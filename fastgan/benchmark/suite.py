@@ -410,6 +410,9 @@ def run_suite(ops=None, device=None, dtype="fp32", sizes="medium", modes=None, o
             if missing:
                 notes.append("modules of fastgan.ops without a benchmark case: " + ", ".join(missing))
         meta["elapsed_s"] = round(time.monotonic() - started, 1)
+        busy = _load_note(meta)
+        if busy:
+            notes.append(busy)
         report = Report(meta=meta, ceilings=ceilings, results=results, notes=notes)
         report.markdown = render_markdown(report)
         if write:
@@ -418,6 +421,21 @@ def run_suite(ops=None, device=None, dtype="fp32", sizes="medium", modes=None, o
     finally:
         timing.set_profile("quick" if previous_profile["repeats"] < 10 else "normal")
         registry.set_compile(True)
+
+
+def _load_note(meta):
+    """A warning when other processes competed for the CPU during the run (timings then mean little)."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return None
+    meta["load_average_end"] = round(load, 2)
+    cores = os.cpu_count() or 1
+    worst = max([load] + list(meta.get("load_average", [])[:1]))
+    if worst > cores:
+        return (f"the machine was busy: load average up to {worst:.1f} on {cores} cores during this run; CPU timings "
+                f"(and GPU launch overheads) are inflated and noisy")
+    return None
 
 
 def _op_row(op, device, dtype, status, reason):
@@ -454,6 +472,12 @@ def fmt_ratio(value):
 
 def fmt_num(value, digits=0):
     return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def fmt_mb(value):
+    if value is None:
+        return "-"
+    return f"{value:.3g}" if value < 100 else f"{value:,.0f}"
 
 
 class _Footnotes:
@@ -500,8 +524,8 @@ def kernel_table(results, footnotes, device_type):
         if best is None:
             cells += ["-"] * 7
         else:
-            peak = (f"{fmt_num(best['peak_mem_mb'], 1)} / {fmt_num(eager['peak_mem_mb'], 1)}"
-                    if eager is not None and eager["status"] == "ok" else fmt_num(best["peak_mem_mb"], 1))
+            peak = (f"{fmt_mb(best['peak_mem_mb'])} / {fmt_mb(eager['peak_mem_mb'])}"
+                    if eager is not None and eager["status"] == "ok" else fmt_mb(best["peak_mem_mb"]))
             cells += [best["impl"], fmt_ratio(best["speedup_vs_baseline"]), fmt_ratio(best["speedup_vs_compile"]),
                       fmt_num(best["gbps"], 1), fmt_num(best["pct_bw"], 0), fmt_num(best["pct_roofline"], 0), peak]
         lines.append("| " + " | ".join(cells) + " |")
@@ -529,7 +553,7 @@ def e2e_table(results, footnotes):
         lines.append("| " + " | ".join([
             label, mode, rate(plain), rate(fast), fmt_ratio(fast["speedup_vs_baseline"]) if ok else "-",
             fmt_ms(plain["median_ms"]) if pl_ok else "-", fmt_ms(fast["median_ms"]) if ok else "-",
-            (f"{fmt_num(fast['peak_mem_mb'], 1)} / {fmt_num(plain['peak_mem_mb'], 1)}" if ok and pl_ok else "-"),
+            (f"{fmt_mb(fast['peak_mem_mb'])} / {fmt_mb(plain['peak_mem_mb'])}" if ok and pl_ok else "-"),
             (fast or plain or {}).get("note", "")]) + " |")
     return lines
 

@@ -340,3 +340,24 @@ def test_existing_positional_order_is_kept():
     d = fastgan.dragan_penalty(critic, real)
     assert torch.equal(c, d)
     assert torch.equal(fastgan.r1_penalty(critic, real, 5.0, None, None), fastgan.r1_penalty(critic, real))
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp", "triton"])
+def test_fastgan_nn_fused_critic(backend):
+    """fastgan.nn's fused blocks (bias_act) have forward-mode derivatives: jvp is exact through them on every
+    backend, and their piecewise-linear activations are seen by the finite-difference warning."""
+    from fastgan.models import DCGANCritic
+    from fastgan.nn import fuse_activations
+
+    torch.manual_seed(0)
+    plain = DCGANCritic(image_size=16, channels=3, width=4, act="lrelu").double()
+    fused = fuse_activations(plain)
+    assert any("Conv2dAct" in name for name in penalties.piecewise_linear_layers(fused))
+    real, fake = samples((3, 3, 16, 16))
+    _, exact = penalty_and_grads("wgan-gp", plain, real, fake, "double_backward")
+    with fastgan.backend(backend):
+        _, grads = penalty_and_grads("wgan-gp", fused, real, fake, "jvp")
+        _, grads_db = penalty_and_grads("r1", fused, real, fake, "double_backward")
+        _, grads_r1 = penalty_and_grads("r1", fused, real, fake, "jvp")
+    assert rel_error(grads, exact) <= 1e-10
+    assert rel_error(grads_r1, grads_db) <= 1e-10

@@ -40,6 +40,7 @@ def plot_time_vs_size(report, path):
     if not panels:
         return None
     plt = _pyplot()
+    from matplotlib.ticker import NullFormatter
     cols = min(3, len(panels))
     nrows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, 3.4 * nrows), squeeze=False)
@@ -52,6 +53,8 @@ def plot_time_vs_size(report, path):
             ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=impl, color=COLORS.get(impl))
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_title(f"{op} · {mode}", fontsize=10)
         ax.set_xlabel("elements")
         ax.set_ylabel("median ms")
@@ -72,7 +75,7 @@ def speedup_groups(results):
     for row in results:
         if row["status"] != "ok" or row.get("speedup_vs_baseline") is None or row["impl"] in ("eager", "plain"):
             continue
-        key = f"{row['label']}\n{row['mode']}"
+        key = f"{row['label']}\n{row['mode']}".replace(" ", "\n") if row["op"] == E2E_OP else f"{row['label']}\n{row['mode']}"
         entries = groups.setdefault(row["op"], {})
         entries.setdefault(key, {})[row["impl"]] = row["speedup_vs_baseline"]
     return {op: list(entries.items()) for op, entries in groups.items()}
@@ -84,8 +87,8 @@ def plot_speedups(report, path, groups=None, title=None):
         return None
     plt = _pyplot()
     ops = sorted(groups, key=lambda op: (op == E2E_OP, op))
-    fig, axes = plt.subplots(len(ops), 1, figsize=(max(6, 0.75 * max(len(groups[o]) for o in ops) + 2),
-                                                   2.9 * len(ops)), squeeze=False)
+    fig, axes = plt.subplots(len(ops), 1, figsize=(min(40, max(6, 0.8 * max(len(groups[o]) for o in ops) + 2)),
+                                                   3.2 * len(ops)), squeeze=False)
     for ax, op in zip(axes[:, 0], ops):
         cats = groups[op]
         impls = [i for i in ("compile",) + BACKEND_NAMES + ("fastgan",) if any(i in v for _, v in cats)]
@@ -97,7 +100,7 @@ def plot_speedups(report, path, groups=None, title=None):
             ax.bar(xs, ys, width=width, label=impl, color=COLORS.get(impl))
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_xticks(range(len(cats)))
-        ax.set_xticklabels([c for c, _ in cats], fontsize=7)
+        ax.set_xticklabels([c for c, _ in cats], fontsize=7 if len(cats) <= 12 else 6)
         ax.set_ylabel("speed-up vs " + ("plain" if op == E2E_OP else "eager"))
         ax.set_title(op, fontsize=10)
         ax.legend(fontsize=8, ncol=len(impls))

@@ -169,7 +169,7 @@ def _plot(report, png):
         groups.setdefault(op, []).append((f"{label}\n{mode}", bars))
     for row in report.results:
         if row["op"] == suite.E2E_OP and row["impl"] == "fastgan" and _ok(row):
-            groups.setdefault(suite.E2E_OP, []).append((f"{row['label']}\n{row['mode']}",
+            groups.setdefault(suite.E2E_OP, []).append((f"{row['label']}\n{row['mode']}".replace(" ", "\n"),
                                                         {"fastgan": row["speedup_vs_baseline"]}))
     if not groups:
         return None

@@ -19,7 +19,8 @@ import torch
 # Default effort; the harness switches to the quick profile for smoke tests (fewer, shorter repeats).
 PROFILES = {
     "normal": {"warmup": 3, "repeats": 20, "min_run_time": 0.2, "min_blocks": 5, "warmup_ms": 25, "rep_ms": 100},
-    "quick": {"warmup": 1, "repeats": 3, "min_run_time": 0.01, "min_blocks": 2, "warmup_ms": 2, "rep_ms": 5},
+    "quick": {"warmup": 1, "repeats": 3, "min_run_time": 0.01, "min_blocks": 3, "warmup_ms": 2, "rep_ms": 5,
+              "single_calls": True},
 }
 _profile = dict(PROFILES["normal"])
 
@@ -59,6 +60,11 @@ def _measure_cpu(fn, min_run_time):
     from torch.utils import benchmark
 
     timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    if _profile.get("single_calls"):
+        # quick profile (smoke tests): a few single calls, no block calibration
+        times = sorted(timer.timeit(1).mean * 1e3 for _ in range(_profile["min_blocks"]))
+        return {"median_ms": statistics.median(times), "p20_ms": _percentile(times, 0.2),
+                "p80_ms": _percentile(times, 0.8), "n": len(times)}
     result = timer.blocked_autorange(min_run_time=min_run_time)
     times = [t * 1e3 for t in result.times]
     # Slow calls give a single block in min_run_time: top up so that medians and percentiles mean something.

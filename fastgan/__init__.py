@@ -34,10 +34,13 @@ _map_source_kernels()
 
 from fastgan import ops  # noqa: E402
 from fastgan import nn  # noqa: E402
+from fastgan import optim  # noqa: E402
 from fastgan.backends import BackendUnavailableError, backend, get_backend, set_backend  # noqa: E402
+from fastgan.ops.clip_weights import clip_weights_  # noqa: E402
 from fastgan.penalties import dragan_penalty, gradient_penalty, r1_penalty, r2_penalty  # noqa: E402
 
 __all__ = [
     "__version__", "ops", "set_backend", "backend", "get_backend", "BackendUnavailableError",
     "gradient_penalty", "r1_penalty", "r2_penalty", "dragan_penalty",
 ]
+__all__ += ["clip_weights_", "optim"]

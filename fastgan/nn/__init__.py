@@ -7,5 +7,6 @@ Layers: BiasAct, FusedLeakyReLU, Conv2dAct, LinearAct (fastgan.nn.layers); conve
 """
 from fastgan.nn.fuse import FusionReport, fuse_activations
 from fastgan.nn.layers import BiasAct, Conv2dAct, FusedLeakyReLU, LinearAct
+from fastgan.nn import utils  # noqa: E402  (spectral_norm, spectral_norm_all, cached)
 
 __all__ = ["BiasAct", "Conv2dAct", "FusedLeakyReLU", "FusionReport", "LinearAct", "fuse_activations"]

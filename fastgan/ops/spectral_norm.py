@@ -1,0 +1,214 @@
+"""spectral_norm: sigma(W), the largest singular value of a weight, by the power iteration of spectral
+normalisation (Miyato et al. 2018), fused, for one layer or a batch of layers in one call.
+
+Maths. The weight of shape [d_0, ..., d_n] is seen as the matrix W = weight.movedim(dim, 0).flatten(1) of
+[h, w] (h = d_dim; dim = 0, or 1 for ConvTranspose). With buffers u [h] and v [w], one power iteration is
+torch's ``_power_method`` step:
+
+    u <- normalize(W v),   v <- normalize(W^T u),   normalize(x) = x / max(||x||, eps),
+
+and sigma = u^T W v with the (updated, in training) u and v. The kernels do an iteration in ONE pass over W:
+s = W v row by row, accumulating W^T s = sum_r s_r W_r while the row is in cache; then u = s / max(|s|, eps),
+t = W^T u = W^T s / max(|s|, eps), v = t / max(|t|, eps) and sigma = u^T W v = t . v (the same number as
+torch's vdot(u, W v) up to rounding, without a third pass). In eval mode (update=False) u and v are kept and
+sigma = u^T W v takes one pass.
+
+Gradient (u, v held constant, as in torch's parametrization, which clones them):
+    d sigma / d W = u v^T  (reshaped back to the weight's shape), so  dL/dW = g * u v^T;
+second order: sigma is linear in W for fixed u, v, so d^2 sigma / dW^2 = 0 and the backward (g * outer(u, v),
+written in PyTorch ops) is exact at every order. ``spectral_norm_weight`` returns W / sigma with the fused
+backward  dL/dW = G / sigma - <G, W> / sigma^2 * u v^T  (one reduction and one ``addr``, both differentiable).
+
+Shapes: weight [d_0, ..., d_n] (n >= 1) floating, u [h] and v [w] in the weight's dtype and device (updated in
+place when update=True). sigma: a 0-dim tensor in the weight's dtype; the kernels accumulate in fp32 (fp64 for
+fp64 weights) and return float64 values. Saved for backward: clones of u and v (h + w elements).
+Batched: ``spectral_norm_batched`` runs the power iteration of every layer of a list in one call (CPU: one
+parallel region per phase; CUDA: two launches per iteration for up to 24 layers; Triton: two launches per layer).
+"""
+import torch
+import torch.nn.functional as F
+
+from fastgan import _ext, backends
+from fastgan.ops._common import FLOATING
+
+CUDA_ORDER = ("cuda", "triton")
+
+
+def _outer_to_weight(scale, u, v, dim, shape):
+    """scale * u v^T reshaped from the [h, w] matrix view back to a weight of `shape`."""
+    moved = (shape[dim],) + tuple(s for i, s in enumerate(shape) if i != dim)
+    out = torch.outer(u * scale, v).reshape(moved)
+    return out.movedim(0, dim) if dim != 0 else out
+
+
+class SpectralNormSigma(torch.autograd.Function):
+    """sigma = u^T W v as a function of the weight, its value computed by the fused kernel; u, v constants."""
+
+    @staticmethod
+    def forward(ctx, weight, u, v, value, dim):
+        ctx.dim = dim
+        ctx.shape = tuple(weight.shape)
+        if ctx.needs_input_grad[0]:
+            # Clones: u and v are updated in place by the next power iteration, possibly before this backward.
+            ctx.save_for_backward(u.clone(), v.clone())
+        return value.to(weight.dtype).reshape(())
+
+    @staticmethod
+    def backward(ctx, grad):
+        u, v = ctx.saved_tensors
+        return _outer_to_weight(grad, u, v, ctx.dim, ctx.shape), None, None, None, None
+
+
+class SpectralNormWeight(torch.autograd.Function):
+    """W / sigma with sigma = u^T W v (value from the kernel); backward: one reduction and one addr pass."""
+
+    @staticmethod
+    def forward(ctx, weight, u, v, value, dim):
+        inv = 1.0 / value.to(weight.dtype)
+        ctx.dim = dim
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(weight, u.clone(), v.clone(), value)
+        return weight * inv
+
+    @staticmethod
+    def backward(ctx, grad):
+        weight, u, v, value = ctx.saved_tensors
+        dim = ctx.dim
+        # sigma as a function of the weight (a no-op node unless a higher order is being built): exact at every
+        # order, since every step below is a differentiable PyTorch op.
+        sigma = SpectralNormSigma.apply(weight, u, v, value, dim)
+        inv = 1.0 / sigma
+        coef = -torch.vdot(grad.reshape(-1), weight.reshape(-1)) * inv * inv
+        g_mat = (grad.movedim(dim, 0) if dim != 0 else grad).reshape(u.numel(), -1)
+        out = torch.addr(g_mat * inv, u, v * coef)  # grad / sigma - <grad, W> / sigma^2 * u v^T
+        moved = (weight.shape[dim],) + tuple(s for i, s in enumerate(weight.shape) if i != dim)
+        out = out.reshape(moved)
+        return (out.movedim(0, dim) if dim != 0 else out), None, None, None, None
+
+
+def spectral_norm(weight, u, v, dim=0, n_power_iterations=1, eps=1e-12, update=True):
+    """sigma(weight) by the fused power iteration (u, v updated in place when `update`), differentiable with
+    respect to the weight (u, v constant). Returns a 0-dim tensor in the weight's dtype."""
+    (value,) = spectral_norm_batched_values([weight], [u], [v], [dim], n_power_iterations, eps, update)
+    return SpectralNormSigma.apply(weight, u, v, value, _positive_dim(dim, weight.dim()))
+
+
+def spectral_norm_weight(weight, u, v, dim=0, n_power_iterations=1, eps=1e-12, update=True):
+    """weight / sigma(weight) with the fused power iteration and the two-pass backward (see module docstring)."""
+    (value,) = spectral_norm_batched_values([weight], [u], [v], [dim], n_power_iterations, eps, update)
+    return SpectralNormWeight.apply(weight, u, v, value, _positive_dim(dim, weight.dim()))
+
+
+def spectral_norm_batched(weights, us, vs, dims, n_power_iterations=1, eps=1e-12, update=True):
+    """[sigma(W_i)] for a list of layers, their power iterations in one fused call per device."""
+    values = spectral_norm_batched_values(weights, us, vs, dims, n_power_iterations, eps, update)
+    return [SpectralNormSigma.apply(w, u, v, value, _positive_dim(d, w.dim()))
+            for w, u, v, d, value in zip(weights, us, vs, dims, values)]
+
+
+def spectral_norm_batched_values(weights, us, vs, dims, n_power_iterations=1, eps=1e-12, update=True):
+    """The detached sigma values (float64 0-dim tensors) of a list of layers; u and v updated in place if
+    `update`. The kernel entry point shared by the functions above and fastgan.nn.utils."""
+    _check_iterations(n_power_iterations)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
+        raise ValueError(f"eps must be a number > 0, got {eps!r}")
+    if not (len(weights) == len(us) == len(vs) == len(dims)):
+        raise ValueError("weights, us, vs and dims must have one entry per layer")
+    prepared = []
+    for i, (w, u, v, d) in enumerate(zip(weights, us, vs, dims)):
+        for name, t in (("weights", w), ("us", u), ("vs", v)):
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"{name}[{i}] must be a torch.Tensor, got {type(t).__name__}")
+        if w.dtype not in FLOATING:
+            raise TypeError(f"weights[{i}] must be float32, float64, float16 or bfloat16, got {w.dtype}")
+        if w.dim() < 2:
+            raise ValueError(f"weights[{i}] must have at least 2 dimensions (1-D weights are normalised exactly: "
+                             f"F.normalize), got shape {tuple(w.shape)}")
+        d = _positive_dim(d, w.dim())
+        h = w.shape[d]
+        if u.shape != (h,) or v.shape != (w.numel() // max(h, 1),) or u.dtype != w.dtype or v.dtype != w.dtype:
+            raise ValueError(f"us[{i}] and vs[{i}] must be vectors of {h} and {w.numel() // max(h, 1)} elements "
+                             f"with the weight's dtype {w.dtype}")
+        prepared.append((w.detach(), u, v, d))
+    values = [None] * len(prepared)
+    by_device = {}
+    for i, item in enumerate(prepared):
+        by_device.setdefault(item[0].device, []).append(i)
+    for device, idx in by_device.items():
+        backend = backends.select("spectral_norm", device, cuda_order=CUDA_ORDER)
+        if backend == "reference":
+            for i in idx:
+                w, u, v, d = prepared[i]
+                values[i] = spectral_norm_reference(w, u, v, d, n_power_iterations, eps, update).detach().double()
+            continue
+        kernel_idx = [i for i in idx if prepared[i][0].numel()]
+        for i in idx:
+            if not prepared[i][0].numel():
+                values[i] = torch.zeros((), dtype=torch.float64, device=device)
+        if not kernel_idx:
+            continue
+        ws = [prepared[i][0].contiguous() for i in kernel_idx]
+        us_k, vs_k = [], []
+        for i in kernel_idx:
+            _, u, v, _ = prepared[i]
+            us_k.append(u if u.is_contiguous() else u.contiguous())
+            vs_k.append(v if v.is_contiguous() else v.contiguous())
+        sigma = _kernels(backend).power_iteration(ws, us_k, vs_k, [prepared[i][3] for i in kernel_idx],
+                                                  int(n_power_iterations), float(eps), bool(update))
+        for j, i in enumerate(kernel_idx):
+            _, u, v, _ = prepared[i]
+            if us_k[j] is not u:  # a non-contiguous buffer: write the update back
+                u.copy_(us_k[j])
+            if vs_k[j] is not v:
+                v.copy_(vs_k[j])
+            values[i] = sigma[j]
+    return values
+
+
+def spectral_norm_reference(weight, u, v, dim=0, n_power_iterations=1, eps=1e-12, update=True):
+    """The specification: torch's ``_SpectralNorm`` (power iteration in place under no_grad when `update`,
+    then sigma = vdot(u, W v) with clones of u and v), differentiable with respect to the weight."""
+    dim = _positive_dim(dim, weight.dim())
+    weight_mat = weight.movedim(dim, 0).flatten(1) if dim != 0 else weight.flatten(1)
+    if update:
+        with torch.no_grad():
+            for _ in range(n_power_iterations):
+                u.copy_(F.normalize(torch.mv(weight_mat, v), dim=0, eps=eps))
+                v.copy_(F.normalize(torch.mv(weight_mat.t(), u), dim=0, eps=eps))
+    return torch.vdot(u.clone(), torch.mv(weight_mat, v.clone()))
+
+
+def _positive_dim(dim, ndim):
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"dim must be an int, got {type(dim).__name__}")
+    if not -ndim <= dim < ndim:
+        raise IndexError(f"dim {dim} is out of range for a weight with {ndim} dimensions")
+    return dim % ndim
+
+
+def _check_iterations(n_power_iterations):
+    if isinstance(n_power_iterations, bool) or not isinstance(n_power_iterations, int):
+        raise TypeError(f"n_power_iterations must be an int, got {type(n_power_iterations).__name__}")
+    if n_power_iterations < 1:
+        raise ValueError(f"n_power_iterations must be >= 1, got {n_power_iterations}")
+
+
+class _ExtensionKernels:
+    @staticmethod
+    def power_iteration(weights, us, vs, dims, n_power_iterations, eps, update):
+        return torch.ops.fastgan.spectral_norm_power_iteration_(weights, us, vs, dims, n_power_iterations, eps,
+                                                                update)
+
+
+def _kernels(backend):
+    if backend == "triton":
+        from fastgan.kernels import spectral_norm as triton_kernels
+        return triton_kernels
+    return _ExtensionKernels
+
+
+@_ext.on_load
+def _register_fakes():
+    @torch.library.register_fake("fastgan::spectral_norm_power_iteration_")
+    def _power_iteration_fake(weights, us, vs, dims, n_power_iterations, eps, update):
+        return weights[0].new_empty(len(weights), dtype=torch.float64)

@@ -109,6 +109,7 @@ class BiasActBackward(torch.autograd.Function):
         dy, x, bias, y, cfg, need_db = inputs
         ctx.cfg = cfg
         ctx.shape = dy.shape
+        ctx.need_db = need_db
         # dy only matters for the act'' term, which is zero for the piecewise-linear activations.
         ctx.save_for_backward(None if cfg.act in PIECEWISE_LINEAR else dy, x, bias, y)
         ctx.save_for_forward(dy, x, bias, y)
@@ -150,8 +151,8 @@ class BiasActBackward(torch.autograd.Function):
             t_dx = term if t_dx is None else t_dx + term
         if t_dx is None:
             return None, None
-        t_dx = torch.broadcast_to(t_dx, dy.shape)
-        t_db = _reduce_to_channel(t_dx, cfg.dim) if bias is not None else None
+        t_dx = _full(t_dx, dy.shape)
+        t_db = _reduce_to_channel(t_dx, cfg.dim) if ctx.need_db else None
         return t_dx.to(dy.dtype), (t_db.to(dy.dtype) if t_db is not None else None)
 
 
@@ -202,11 +203,11 @@ class BiasActDoubleBackward(torch.autograd.Function):
                 term = cc * uu * dyy * f2
                 d_s = term if d_s is None else d_s + term
         shape = u.shape
-        d_u = None if d_u is None else torch.broadcast_to(d_u, shape).to(u.dtype)
-        d_dy = None if d_dy is None else torch.broadcast_to(d_dy, shape).to(u.dtype)
+        d_u = None if d_u is None else _full(d_u, shape).to(u.dtype)
+        d_dy = None if d_dy is None else _full(d_dy, shape).to(u.dtype)
         d_x = d_b = d_y = None
         if d_s is not None:
-            d_s = torch.broadcast_to(d_s, shape)
+            d_s = _full(d_s, shape)
             if cfg.saved == SAVED_X:
                 d_x = d_s.to(x.dtype)
                 d_b = _reduce_to_channel(d_s, cfg.dim).to(bias.dtype) if bias is not None else None
@@ -377,6 +378,11 @@ def _match(t, ref):
     if t.stride() == ref.stride() and t.dtype == ref.dtype and t.shape == ref.shape:
         return t
     return torch.empty_like(ref).copy_(t)
+
+
+def _full(t, shape):
+    """t broadcast to `shape` as a tensor of its own (never an expanded view: tangents must not be views)."""
+    return t if t.shape == shape else t.expand(shape).contiguous()
 
 
 def _reduce_to_channel(t, dim):

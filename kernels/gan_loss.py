@@ -6,6 +6,7 @@ gradient and one (real, fake) partial sum; a one-program pass adds the partials 
 program covers everything). Backward: one elementwise pass, d logit = upstream * saved gradient.
 No libdevice: log1p is built from log (Goldberg's trick) so the kernels also run under TRITON_INTERPRET=1.
 """
+import os
 import struct
 
 import torch
@@ -161,13 +162,30 @@ def _finish(partial_ptr, loss_ptr, programs, den_r, den_f, ACC_FP64: tl.constexp
     tl.store(loss_ptr, tl.sum(sum_r, axis=0) / den_r + tl.sum(sum_f, axis=0) / den_f)
 
 
+def interpreter_rounds_bf16(dtype):
+    """Triton's interpreter converts fp32 -> bf16 toward zero (seen with Triton 3.8); GPUs round to nearest even.
+    Kernels then round by hand (rne_bf16) so that CPU runs see the GPU's results."""
+    return dtype == torch.bfloat16 and os.environ.get("TRITON_INTERPRET") == "1"
+
+
 @triton.jit
-def _scale(up_ptr, grad_ptr, out_ptr, m, n, BLOCK: tl.constexpr):
+def rne_bf16(x):
+    """fp32 -> bf16 rounded to nearest even through the bits (inf stays inf, quiet NaNs stay NaN)."""
+    bits = x.to(tl.uint32, bitcast=True)
+    bits = bits + 0x7FFF + ((bits >> 16) & 1)
+    return (bits >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
+
+
+@triton.jit
+def _scale(up_ptr, grad_ptr, out_ptr, m, n, RNE_BF16: tl.constexpr, BLOCK: tl.constexpr):
     idx = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = idx < n
     up = tl.load(up_ptr + idx % m, mask=mask, other=0.0)
     g = tl.load(grad_ptr + idx, mask=mask, other=0.0)
-    tl.store(out_ptr + idx, (up * g).to(out_ptr.dtype.element_ty), mask=mask)
+    if RNE_BF16:
+        tl.store(out_ptr + idx, rne_bf16(up * g), mask=mask)
+    else:
+        tl.store(out_ptr + idx, (up * g).to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton_op("gan_loss_forward_triton")
@@ -206,5 +224,6 @@ def backward(upstream: torch.Tensor, grad: torch.Tensor, like: torch.Tensor) -> 
     n = grad.numel()
     out = torch.empty(n, dtype=like.dtype, device=like.device)
     if n:
-        wrap_triton(_scale)[(cdiv(n, BLOCK),)](upstream, grad, out, upstream.numel(), n, BLOCK=BLOCK)
+        wrap_triton(_scale)[(cdiv(n, BLOCK),)](upstream, grad, out, upstream.numel(), n,
+                                               RNE_BF16=interpreter_rounds_bf16(out.dtype), BLOCK=BLOCK)
     return out

@@ -11,7 +11,7 @@ import triton
 import triton.language as tl
 
 from fastgan.kernels._compat import acc_dtype, cdiv, triton_op, wrap_triton
-from fastgan.kernels.gan_loss import split_double, terms
+from fastgan.kernels.gan_loss import interpreter_rounds_bf16, rne_bf16, split_double, terms
 
 BLOCK_B = 256
 BLOCK = 1024
@@ -126,14 +126,18 @@ def _epilogue(gw_ptr, dw_ptr, part_d_ptr, part_g_ptr, jac_ptr, d_loss_ptr, g_los
 
 @triton.jit
 def _backward(jac_ptr, up_d_ptr, up_g_ptr, real_out, fake_out, gw_out, dw_out, n_r, n_f, n_w, section,
-              BLOCK: tl.constexpr):
+              RNE_BF16: tl.constexpr, BLOCK: tl.constexpr):
     k = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = k < section
     v = tl.load(up_d_ptr) * tl.load(jac_ptr + k, mask=mask, other=0.0) \
         + tl.load(up_g_ptr) * tl.load(jac_ptr + section + k, mask=mask, other=0.0)
-    tl.store(real_out + k, v.to(real_out.dtype.element_ty), mask=mask & (k < n_r))
+    if RNE_BF16:  # the interpreter truncates fp32 -> bf16: see interpreter_rounds_bf16
+        v_out = rne_bf16(v)
+    else:
+        v_out = v.to(real_out.dtype.element_ty)
+    tl.store(real_out + k, v_out, mask=mask & (k < n_r))
     in_fake = (k >= n_r) & (k < n_r + n_f)
-    tl.store(fake_out + tl.where(in_fake, k - n_r, 0), v.to(fake_out.dtype.element_ty), mask=mask & in_fake)
+    tl.store(fake_out + tl.where(in_fake, k - n_r, 0), v_out, mask=mask & in_fake)
     w = k - n_r - n_f
     in_g = (w >= 0) & (w < n_w)
     tl.store(gw_out + tl.where(in_g, w, 0), v, mask=mask & in_g)
@@ -183,5 +187,6 @@ def backward(jac: torch.Tensor, up_d: torch.Tensor, up_g: torch.Tensor, real: to
     tg, td, batch, n_r, n_f, section = _sizes(fake)
     outs = (torch.empty_like(real), torch.empty_like(fake), torch.empty_like(g_weight_logits),
             torch.empty_like(d_weight_logits))
-    wrap_triton(_backward)[(cdiv(section, BLOCK),)](jac, up_d, up_g, *outs, n_r, n_f, tg, section, BLOCK=BLOCK)
+    wrap_triton(_backward)[(cdiv(section, BLOCK),)](jac, up_d, up_g, *outs, n_r, n_f, tg, section,
+                                                    RNE_BF16=interpreter_rounds_bf16(fake.dtype), BLOCK=BLOCK)
     return outs

@@ -361,3 +361,32 @@ def test_fastgan_nn_fused_critic(backend):
         _, grads_r1 = penalty_and_grads("r1", fused, real, fake, "jvp")
     assert rel_error(grads, exact) <= 1e-10
     assert rel_error(grads_r1, grads_db) <= 1e-10
+
+
+@pytest.mark.parametrize("flavour", ["parametrizations", "old-style", "fastgan"])
+def test_spectral_norm_critics(flavour):
+    """Spectral norm updates u and v in every training-mode forward: the extra forwards of jvp and finite
+    differences must not, or they would differentiate other weights. Exact gradients, and the same buffers after
+    the penalty as with double backward (one power iteration per penalty, as with one forward)."""
+    import copy
+
+    if flavour == "parametrizations":
+        from torch.nn.utils.parametrizations import spectral_norm
+    elif flavour == "old-style":
+        from torch.nn.utils import spectral_norm
+    else:
+        from fastgan.nn.utils import spectral_norm
+    torch.manual_seed(0)
+    critic = nn.Sequential(spectral_norm(nn.Linear(5, 16)), nn.Tanh(), spectral_norm(nn.Linear(16, 1)),
+                           nn.Flatten(0)).double()
+    real, fake = samples((4, 5))
+    grads, buffers = {}, {}
+    for method in METHODS:
+        copy_ = copy.deepcopy(critic)
+        _, grads[method] = penalty_and_grads("wgan-gp", copy_, real, fake, method)
+        buffers[method] = [b.clone() for b in copy_.buffers()]
+        assert all(m.training for m in copy_.modules())
+    assert rel_error(grads["jvp"], grads["double_backward"]) <= 1e-10
+    assert rel_error(grads["finite_difference"], grads["double_backward"]) <= 1e-6
+    for method in ("jvp", "finite_difference"):
+        assert all(torch.equal(a, b) for a, b in zip(buffers[method], buffers["double_backward"]))

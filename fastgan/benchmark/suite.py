@@ -477,6 +477,8 @@ def fmt_num(value, digits=0):
 def fmt_mb(value):
     if value is None:
         return "-"
+    if value < 0.01:
+        return "<0.01"
     return f"{value:.3g}" if value < 100 else f"{value:,.0f}"
 
 
@@ -500,8 +502,12 @@ def _group(results):
     return groups
 
 
+def _is_kernel(row):
+    return row["op"] != E2E_OP and row.get("baseline", "eager") == "eager"
+
+
 def kernel_table(results, footnotes, device_type):
-    rows = [r for r in results if r["op"] != E2E_OP and r["impl"] != "-"]
+    rows = [r for r in results if _is_kernel(r) and r["impl"] != "-"]
     if not rows:
         return []
     impls = list(IMPLEMENTATIONS) + sorted({r["impl"] for r in rows} - set(IMPLEMENTATIONS))
@@ -558,6 +564,30 @@ def e2e_table(results, footnotes):
     return lines
 
 
+def generic_table(rows, footnotes):
+    """Cases with their own implementations and baseline (e.g. penalty_methods): one column per implementation."""
+    impls = list(dict.fromkeys(r["impl"] for r in rows))
+    baseline = rows[0]["baseline"]
+    with_samples = any(r["samples"] for r in rows)
+    header = (["case", "mode"] + [f"{i} ms" for i in impls] + ["best", f"vs {baseline}"]
+              + (["best samples/s"] if with_samples else []) + ["note"])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for (op, label, mode), by_impl in _group(rows).items():
+        cells = [label, mode]
+        for impl in impls:
+            row = by_impl.get(impl)
+            cells.append("" if row is None else fmt_ms(row["median_ms"]) if row["status"] == "ok"
+                         else footnotes.cell(row["reason"], row["status"]))
+        rivals = [r for i, r in by_impl.items() if i != baseline and r["status"] == "ok"]
+        best = min(rivals, key=lambda r: r["median_ms"]) if rivals else None
+        cells += [best["impl"] if best else "-", fmt_ratio(best["speedup_vs_baseline"]) if best else "-"]
+        if with_samples:
+            cells.append(fmt_num(best["samples_per_s"], 0) if best else "-")
+        cells.append(next((r["note"] for r in by_impl.values() if r.get("note")), ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def render_markdown(report):
     meta, ceilings = report.meta, report.ceilings
     footnotes = _Footnotes()
@@ -577,6 +607,12 @@ def render_markdown(report):
     table = kernel_table(report.results, footnotes, meta["device"])
     if table:
         lines += ["### Ops", ""] + table + [""]
+    others = {}
+    for row in report.results:
+        if not _is_kernel(row) and row["op"] != E2E_OP and row["impl"] != "-":
+            others.setdefault(row["op"], []).append(row)
+    for op, rows in others.items():
+        lines += [f"### {op} (vs {rows[0]['baseline']})", ""] + generic_table(rows, footnotes) + [""]
     table = e2e_table(report.results, footnotes)
     if table:
         lines += ["### End to end (samples/s: real samples the critic sees per second)", ""] + table + [""]

@@ -282,7 +282,10 @@ def _jvp_surrogate(critic, plain, primal, direction, kwargs):
                 raise TypeError(f"the critic must return a tensor, got {type(outputs).__name__}")
             derivative = forward_ad.unpack_dual(outputs).tangent
     except (NotImplementedError, RuntimeError) as error:
-        raise _forward_ad_error(error, critic) from error
+        text = str(error).lower()
+        if any(key in text for key in ("forward ad", "forward mode", "forward-mode", "jvp", "dual")):
+            raise _forward_ad_error(error, critic) from error
+        raise
     _check_outputs(outputs, primal.shape[0], need_grad=False)
     if derivative is None:  # the output does not depend on the input: no penalty gradient
         return torch.zeros((), dtype=acc, device=primal.device)
@@ -439,7 +442,7 @@ def _forward_ad_error(error, critic):
         if forward_cls is not None:
             op = f"autograd.Function {forward_cls.__module__}.{forward_cls.__qualname__} (it has no jvp)"
         tb = tb.tb_next
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = str(error).strip().splitlines()[0].rstrip(".") if str(error).strip() else type(error).__name__
     if op is None:
         op = f"an op of the critic ({text})"
     where = f" in layer {layer}" if layer else ""

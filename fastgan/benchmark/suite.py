@@ -264,7 +264,10 @@ def time_bench(bench, device, dtype, ceilings, refused, echo=None):
             except Exception as error:  # noqa: BLE001 - a failing implementation is a row, not a crash
                 row.update(status="error", reason=one_line(error))
                 if device_type == "cuda":
-                    torch.cuda.synchronize()
+                    try:
+                        torch.cuda.synchronize()
+                    except Exception as sticky:  # noqa: BLE001 - a sticky CUDA error: later cases will say so
+                        row["reason"] += f" (then: {one_line(sticky)})"
         elif impl in bench.skipped:
             row.update(status="skipped", reason=bench.skipped[impl])
         elif impl in refused:

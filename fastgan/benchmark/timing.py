@@ -12,6 +12,7 @@ bytes read plus bytes written) and `matmul_rate` (a large matrix product), measu
 """
 import math
 import statistics
+import time
 import weakref
 
 import torch
@@ -45,12 +46,18 @@ def measure(fn, device, warmup=None, repeats=None, min_run_time=None, memory=Tru
     warmup = _profile["warmup"] if warmup is None else warmup
     repeats = _profile["repeats"] if repeats is None else repeats
     min_run_time = _profile["min_run_time"] if min_run_time is None else min_run_time
-    for _ in range(warmup):
-        fn()
     if device.type == "cuda":
-        result = _measure_cuda(fn, repeats)
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(warmup):
+            fn()
+        torch.cuda.synchronize()
+        estimate_ms = (time.perf_counter() - start) * 1e3 / max(1, warmup)
+        result = _measure_cuda(fn, repeats, estimate_ms)
         result["peak_mem_mb"] = _peak_cuda(fn) if memory else None
         return result
+    for _ in range(warmup):
+        fn()
     result = _measure_cpu(fn, min_run_time)
     result["peak_mem_mb"] = _peak_dispatch(fn) if memory else None
     return result
@@ -83,13 +90,14 @@ def _do_bench():
     return do_bench
 
 
-def _measure_cuda(fn, repeats):
+def _measure_cuda(fn, repeats, estimate_ms=0.0):
     torch.cuda.synchronize()
     do_bench = _do_bench()
     if do_bench is not None:
+        # do_bench repeats for `rep` milliseconds: give slow calls (training steps) at least ~10 repeats
+        rep = min(max(_profile["rep_ms"], 10 * estimate_ms), 20 * _profile["rep_ms"])
         try:
-            median, p20, p80 = do_bench(fn, warmup=_profile["warmup_ms"], rep=_profile["rep_ms"],
-                                        quantiles=[0.5, 0.2, 0.8])
+            median, p20, p80 = do_bench(fn, warmup=_profile["warmup_ms"], rep=rep, quantiles=[0.5, 0.2, 0.8])
             return {"median_ms": median, "p20_ms": p20, "p80_ms": p80, "n": None}
         except TypeError:  # a triton without quantiles=: use our own loop
             pass

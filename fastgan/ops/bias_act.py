@@ -51,13 +51,15 @@ SOFTPLUS_THRESHOLD = 20.0
 CUDA_ORDER = ("cuda", "triton")
 
 # Everything the kernels need besides tensors; hashable and immutable (autograd.Function inputs).
-Config = collections.namedtuple("Config", "act code saved alpha gain clamp dim backend")
+# compiled: traced by torch.compile, whose dynamo rejects autograd.Functions that define jvp; those calls use the
+# jvp-less base classes (forward-mode AD does not run under torch.compile anyway).
+Config = collections.namedtuple("Config", "act code saved alpha gain clamp dim backend compiled")
 
 
 # --------------------------------------------------------------------------------------------- autograd
 
-class BiasActFunction(torch.autograd.Function):
-    """Fused forward; backward = BiasActBackward (itself differentiable); jvp for forward-mode AD."""
+class _BiasActForward(torch.autograd.Function):
+    """Fused forward; backward = BiasActBackward (itself differentiable). BiasActFunction adds the jvp."""
 
     @staticmethod
     def forward(x, bias, cfg):
@@ -81,8 +83,14 @@ class BiasActFunction(torch.autograd.Function):
         need_x, need_b = ctx.needs_input_grad[:2]
         if dy is None or not (need_x or need_b):
             return None, None, None
-        dx, db = BiasActBackward.apply(dy, x, bias, y, ctx.cfg, bool(need_b))
+        level2 = _BiasActBackwardBase if ctx.cfg.compiled else BiasActBackward
+        dx, db = level2.apply(dy, x, bias, y, ctx.cfg, bool(need_b))
         return (dx if need_x else None), (db if need_b else None), None
+
+
+class BiasActFunction(_BiasActForward):
+    """The op's autograd.Function: fused forward, differentiable fused backward, and a jvp for forward-mode AD
+    (tangent y = f * (tangent x + tangent b), by the fused backward kernel: differentiable in turn)."""
 
     @staticmethod
     def jvp(ctx, tx, tb, _):
@@ -94,7 +102,7 @@ class BiasActFunction(torch.autograd.Function):
         return dx
 
 
-class BiasActBackward(torch.autograd.Function):
+class _BiasActBackwardBase(torch.autograd.Function):
     """dx (and db) in one fused pass; its backward, the second order, is BiasActDoubleBackward."""
 
     @staticmethod
@@ -133,6 +141,10 @@ class BiasActBackward(torch.autograd.Function):
                                                      bool(need_x or need_y), bool(need_b))
         return ((g_dy if need_dy else None), (g_s if need_x else None), (g_b if need_b else None),
                 (g_s if need_y else None), None, None)
+
+
+class BiasActBackward(_BiasActBackwardBase):
+    """_BiasActBackwardBase with a jvp, so forward-over-reverse (Hessian-vector products) works."""
 
     @staticmethod
     def jvp(ctx, t_dy, t_x, t_b, t_y, _cfg, _need):
@@ -254,21 +266,25 @@ def bias_act(x, bias=None, act="lrelu", alpha=None, gain=1.0, clamp=None, dim=1)
         dim = 0
     backend = backends.select("bias_act", x.device, cuda_order=CUDA_ORDER)
     if backend == "reference" or x.numel() == 0:
-        return bias_act_reference(x, bias, act, alpha, gain, clamp, dim)
+        return _reference(x, bias, act, alpha, gain, clamp, dim)
+    compiled = _compiling()
     cfg = Config(act, ACTIVATIONS.index(act), _saved_form(act, alpha, gain, clamp), float(alpha), float(gain),
-                 -1.0 if clamp is None else float(clamp), dim, backend)
+                 -1.0 if clamp is None else float(clamp), dim, backend, compiled)
     if not _is_dense(x):
         x = x.contiguous()
     if bias is not None and not bias.is_contiguous():
         bias = bias.contiguous()
-    return BiasActFunction.apply(x, bias, cfg)
+    return (_BiasActForward if compiled else BiasActFunction).apply(x, bias, cfg)
 
 
 def bias_act_reference(x, bias=None, act="lrelu", alpha=None, gain=1.0, clamp=None, dim=1):
     """The specification in plain PyTorch (fp32 math for half inputs, like the kernels); autograd gives every
     derivative."""
     act = _check_act(act)
-    alpha = _check_alpha(act, alpha)
+    return _reference(x, bias, act, _check_alpha(act, alpha), gain, clamp, dim)
+
+
+def _reference(x, bias, act, alpha, gain, clamp, dim):
     acc = acc_dtype(x.dtype)
     z = x.to(acc)
     if bias is not None:
@@ -335,6 +351,11 @@ def _saved_form(act, alpha, gain, clamp):
     if act in ("lrelu", "elu") and alpha < 0:
         return SAVED_X
     return SAVED_Y
+
+
+def _compiling():
+    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return bool(is_compiling()) if is_compiling is not None else False
 
 
 def _is_dense(t):

@@ -33,6 +33,7 @@ def _map_source_kernels():
 _map_source_kernels()
 
 from fastgan import ops  # noqa: E402
+from fastgan import losses, mix  # noqa: E402
 from fastgan import nn  # noqa: E402
 from fastgan import optim  # noqa: E402
 from fastgan.backends import BackendUnavailableError, backend, get_backend, set_backend  # noqa: E402

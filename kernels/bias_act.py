@@ -1,8 +1,10 @@
 """Triton kernels of bias_act (see fastgan/ops/bias_act.py for the maths and what is saved).
 
 Memory is read as [outer, channels, inner] (inner = the stride of the bias dimension: any dense layout, channels_last
-included). Each program owns a block of channels (BLOCK_C) and a range of outer rows, and walks the inner dimension
-in BLOCK_K tiles, so the bias is loaded once per program and no index is divided per element. Bias sums: each program
+included). Each program owns a block of channels (BLOCK_C) and a range of outer rows, and walks them in 3-D tiles
+[BLOCK_R, BLOCK_C, BLOCK_K] of about TILE elements whatever the layout (NCHW: one row, one channel, 1024 pixels;
+channels_last: many rows of all channels), so the bias is loaded once per program and no index is divided per
+element. Bias sums: each program
 writes per-channel partial sums; a second kernel adds them per channel in a fixed order (deterministic, no atomics).
 Only exp, erf and arithmetic: the kernels run under TRITON_INTERPRET=1.
 """
@@ -195,19 +197,9 @@ def _factor_slope(s, alpha, gain, inv_gain, clamp, ACT: tl.constexpr, SAVED: tl.
 
 
 @triton.jit
-def _tile(pid_c, row, k0, C, inner, outer, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr):
-    """Offsets and mask of one [BLOCK_C, BLOCK_K] tile of row `row`, channels pid_c * BLOCK_C + ..."""
-    c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
-    k = k0 + tl.arange(0, BLOCK_K)
-    offs = (row.to(tl.int64) * C + c.to(tl.int64))[:, None] * inner + k[None, :]
-    mask = ((c < C)[:, None] & (k < inner)[None, :]) & (row < outer)
-    return offs, mask
-
-
-@triton.jit
 def _forward_kernel(x_ptr, b_ptr, y_ptr, p_ptr, C, inner, outer, rows_per_program, alpha, gain, clamp,
-                    ACT: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_CLAMP: tl.constexpr, BLOCK_C: tl.constexpr,
-                    BLOCK_K: tl.constexpr, ACC_FP64: tl.constexpr):
+                    ACT: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_CLAMP: tl.constexpr, BLOCK_R: tl.constexpr,
+                    BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr, ACC_FP64: tl.constexpr):
     acc_type = tl.float64 if ACC_FP64 else tl.float32
     if ACC_FP64:
         # fp64 parameters come from memory: scalar kernel arguments are fp32 (alpha = 0.2 would be rounded).
@@ -219,11 +211,14 @@ def _forward_kernel(x_ptr, b_ptr, y_ptr, p_ptr, C, inner, outer, rows_per_progra
     pid_r = tl.program_id(1)
     c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     if HAS_BIAS:
-        b = tl.load(b_ptr + c, mask=c < C, other=0.0).to(acc_type)[:, None]
-    for r in range(0, rows_per_program):
-        row = pid_r * rows_per_program + r
+        b = tl.load(b_ptr + c, mask=c < C, other=0.0).to(acc_type)[None, :, None]
+    for r0 in range(0, rows_per_program, BLOCK_R):
+        row = pid_r * rows_per_program + r0 + tl.arange(0, BLOCK_R)
         for k0 in range(0, inner, BLOCK_K):
-            offs, mask = _tile(pid_c, row, k0, C, inner, outer, BLOCK_C, BLOCK_K)
+            # [BLOCK_R, BLOCK_C, BLOCK_K] tile (inlined: nested jit calls are slow under the interpreter)
+            k = k0 + tl.arange(0, BLOCK_K)
+            offs = ((row.to(tl.int64)[:, None] * C + c.to(tl.int64)[None, :]) * inner)[:, :, None] + k[None, None, :]
+            mask = ((row < outer)[:, None] & (c < C)[None, :])[:, :, None] & (k < inner)[None, None, :]
             z = tl.load(x_ptr + offs, mask=mask, other=0.0).to(acc_type)
             if HAS_BIAS:
                 z = z + b
@@ -236,8 +231,8 @@ def _forward_kernel(x_ptr, b_ptr, y_ptr, p_ptr, C, inner, outer, rows_per_progra
 @triton.jit
 def _backward_kernel(dy_ptr, s_ptr, b_ptr, dx_ptr, partial_ptr, p_ptr, C, inner, outer, rows_per_program, alpha, gain,
                      inv_gain, clamp, ACT: tl.constexpr, SAVED: tl.constexpr, HAS_BIAS: tl.constexpr,
-                     HAS_CLAMP: tl.constexpr, NEED_DB: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
-                     ACC_FP64: tl.constexpr):
+                     HAS_CLAMP: tl.constexpr, NEED_DB: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+                     BLOCK_K: tl.constexpr, ACC_FP64: tl.constexpr):
     acc_type = tl.float64 if ACC_FP64 else tl.float32
     if ACC_FP64:
         # fp64 parameters come from memory: scalar kernel arguments are fp32 (alpha = 0.2 would be rounded).
@@ -249,12 +244,15 @@ def _backward_kernel(dy_ptr, s_ptr, b_ptr, dx_ptr, partial_ptr, p_ptr, C, inner,
     pid_r = tl.program_id(1)
     c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     if HAS_BIAS:
-        b = tl.load(b_ptr + c, mask=c < C, other=0.0).to(acc_type)[:, None]
-    total = tl.zeros([BLOCK_C, BLOCK_K], dtype=acc_type)
-    for r in range(0, rows_per_program):
-        row = pid_r * rows_per_program + r
+        b = tl.load(b_ptr + c, mask=c < C, other=0.0).to(acc_type)[None, :, None]
+    total = tl.zeros([BLOCK_R, BLOCK_C, BLOCK_K], dtype=acc_type)
+    for r0 in range(0, rows_per_program, BLOCK_R):
+        row = pid_r * rows_per_program + r0 + tl.arange(0, BLOCK_R)
         for k0 in range(0, inner, BLOCK_K):
-            offs, mask = _tile(pid_c, row, k0, C, inner, outer, BLOCK_C, BLOCK_K)
+            # [BLOCK_R, BLOCK_C, BLOCK_K] tile (inlined: nested jit calls are slow under the interpreter)
+            k = k0 + tl.arange(0, BLOCK_K)
+            offs = ((row.to(tl.int64)[:, None] * C + c.to(tl.int64)[None, :]) * inner)[:, :, None] + k[None, None, :]
+            mask = ((row < outer)[:, None] & (c < C)[None, :])[:, :, None] & (k < inner)[None, None, :]
             dy = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(acc_type)
             if SAVED == 0 and ACT == 0:
                 d = dy * gain
@@ -267,14 +265,14 @@ def _backward_kernel(dy_ptr, s_ptr, b_ptr, dx_ptr, partial_ptr, p_ptr, C, inner,
             if NEED_DB:
                 total += tl.where(mask, d, 0.0)
     if NEED_DB:
-        tl.store(partial_ptr + pid_r.to(tl.int64) * C + c, tl.sum(total, axis=1), mask=c < C)
+        tl.store(partial_ptr + pid_r.to(tl.int64) * C + c, tl.sum(tl.sum(total, axis=2), axis=0), mask=c < C)
 
 
 @triton.jit
 def _grad2_kernel(u_ptr, dy_ptr, s_ptr, b_ptr, gdy_ptr, gs_ptr, partial_ptr, p_ptr, C, inner, outer, rows_per_program,
                   alpha, gain, inv_gain, clamp, ACT: tl.constexpr, SAVED: tl.constexpr, HAS_BIAS: tl.constexpr,
                   HAS_CLAMP: tl.constexpr, NEED_GDY: tl.constexpr, NEED_GS: tl.constexpr, NEED_GB: tl.constexpr,
-                  BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr, ACC_FP64: tl.constexpr):
+                  BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr, ACC_FP64: tl.constexpr):
     acc_type = tl.float64 if ACC_FP64 else tl.float32
     if ACC_FP64:
         # fp64 parameters come from memory: scalar kernel arguments are fp32 (alpha = 0.2 would be rounded).
@@ -286,12 +284,15 @@ def _grad2_kernel(u_ptr, dy_ptr, s_ptr, b_ptr, gdy_ptr, gs_ptr, partial_ptr, p_p
     pid_r = tl.program_id(1)
     c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     if HAS_BIAS:
-        b = tl.load(b_ptr + c, mask=c < C, other=0.0).to(acc_type)[:, None]
-    total = tl.zeros([BLOCK_C, BLOCK_K], dtype=acc_type)
-    for r in range(0, rows_per_program):
-        row = pid_r * rows_per_program + r
+        b = tl.load(b_ptr + c, mask=c < C, other=0.0).to(acc_type)[None, :, None]
+    total = tl.zeros([BLOCK_R, BLOCK_C, BLOCK_K], dtype=acc_type)
+    for r0 in range(0, rows_per_program, BLOCK_R):
+        row = pid_r * rows_per_program + r0 + tl.arange(0, BLOCK_R)
         for k0 in range(0, inner, BLOCK_K):
-            offs, mask = _tile(pid_c, row, k0, C, inner, outer, BLOCK_C, BLOCK_K)
+            # [BLOCK_R, BLOCK_C, BLOCK_K] tile (inlined: nested jit calls are slow under the interpreter)
+            k = k0 + tl.arange(0, BLOCK_K)
+            offs = ((row.to(tl.int64)[:, None] * C + c.to(tl.int64)[None, :]) * inner)[:, :, None] + k[None, None, :]
+            mask = ((row < outer)[:, None] & (c < C)[None, :])[:, :, None] & (k < inner)[None, None, :]
             u = tl.load(u_ptr + offs, mask=mask, other=0.0).to(acc_type)
             if SAVED == 0 and ACT == 0:
                 s = u * 0.0
@@ -310,7 +311,7 @@ def _grad2_kernel(u_ptr, dy_ptr, s_ptr, b_ptr, gdy_ptr, gs_ptr, partial_ptr, p_p
                 if NEED_GB:
                     total += tl.where(mask, g, 0.0)
     if NEED_GB:
-        tl.store(partial_ptr + pid_r.to(tl.int64) * C + c, tl.sum(total, axis=1), mask=c < C)
+        tl.store(partial_ptr + pid_r.to(tl.int64) * C + c, tl.sum(tl.sum(total, axis=2), axis=0), mask=c < C)
 
 
 @triton.jit
@@ -336,11 +337,14 @@ def _layout(t: torch.Tensor, dim: int):
 
 
 def _grid(outer: int, channels: int, inner: int):
+    """(BLOCK_R, BLOCK_C, BLOCK_K, rows per program, grid over channel blocks, grid over row ranges)."""
     block_k = min(triton.next_power_of_2(max(inner, 1)), TILE)
     block_c = min(triton.next_power_of_2(max(channels, 1)), max(1, TILE // block_k))
-    per_row = block_c * inner
-    rows = max(1, min(outer, ELEMS_PER_PROGRAM // max(per_row, 1)))
-    return block_c, block_k, rows, cdiv(channels, block_c), cdiv(outer, rows)
+    block_r = min(triton.next_power_of_2(max(outer, 1)), max(1, TILE // (block_c * block_k)))
+    # Whole tiles of rows per program, about ELEMS_PER_PROGRAM elements each.
+    tiles = max(1, ELEMS_PER_PROGRAM // (block_r * block_c * max(inner, 1)))
+    rows = block_r * min(tiles, cdiv(outer, block_r))
+    return block_r, block_c, block_k, rows, cdiv(channels, block_c), cdiv(outer, rows)
 
 
 def _params(like: torch.Tensor, alpha: float, gain: float, clamp: float) -> torch.Tensor:
@@ -364,11 +368,11 @@ def forward(x: torch.Tensor, bias: Optional[torch.Tensor], act: int, alpha: floa
     outer, channels, inner = _layout(x, dim)
     if x.numel() == 0:
         return y
-    block_c, block_k, rows, grid_c, grid_r = _grid(outer, channels, inner)
+    block_r, block_c, block_k, rows, grid_c, grid_r = _grid(outer, channels, inner)
     wrap_triton(_forward_kernel)[(grid_c, grid_r)](
-        x, bias if bias is not None else x, y, _params(x, alpha, gain, clamp), channels, inner, outer, rows, alpha, gain, clamp, ACT=act,
-        HAS_BIAS=bias is not None, HAS_CLAMP=clamp >= 0, BLOCK_C=block_c, BLOCK_K=block_k,
-        ACC_FP64=x.dtype == torch.float64)
+        x, bias if bias is not None else x, y, _params(x, alpha, gain, clamp), channels, inner, outer, rows, alpha,
+        gain, clamp, ACT=act, HAS_BIAS=bias is not None, HAS_CLAMP=clamp >= 0, BLOCK_R=block_r, BLOCK_C=block_c,
+        BLOCK_K=block_k, ACC_FP64=x.dtype == torch.float64)
     return y
 
 
@@ -386,14 +390,14 @@ def backward(dy: torch.Tensor, x: Optional[torch.Tensor], bias: Optional[torch.T
         if need_db:
             db.zero_()
         return dx, db
-    block_c, block_k, rows, grid_c, grid_r = _grid(outer, channels, inner)
+    block_r, block_c, block_k, rows, grid_c, grid_r = _grid(outer, channels, inner)
     has_bias = saved == SAVED_X and bias is not None
     partial = torch.empty(grid_r * channels if need_db else 1, dtype=acc_dtype(dy.dtype), device=dy.device)
     wrap_triton(_backward_kernel)[(grid_c, grid_r)](
-        dy, s if s is not None else dy, bias if has_bias else dy, dx, partial, _params(dy, alpha, gain, clamp), channels, inner, outer, rows, alpha,
-        gain, 1.0 / gain if gain != 0 else 0.0, clamp, ACT=act, SAVED=saved, HAS_BIAS=has_bias,
-        HAS_CLAMP=clamp >= 0 and saved == SAVED_X, NEED_DB=need_db, BLOCK_C=block_c, BLOCK_K=block_k,
-        ACC_FP64=dy.dtype == torch.float64)
+        dy, s if s is not None else dy, bias if has_bias else dy, dx, partial, _params(dy, alpha, gain, clamp),
+        channels, inner, outer, rows, alpha, gain, 1.0 / gain if gain != 0 else 0.0, clamp, ACT=act, SAVED=saved,
+        HAS_BIAS=has_bias, HAS_CLAMP=clamp >= 0 and saved == SAVED_X, NEED_DB=need_db, BLOCK_R=block_r,
+        BLOCK_C=block_c, BLOCK_K=block_k, ACC_FP64=dy.dtype == torch.float64)
     if need_db:
         _finish(partial, db, channels, grid_r)
     return dx, db
@@ -417,14 +421,15 @@ def grad2(u: torch.Tensor, dy: torch.Tensor, x: Optional[torch.Tensor], bias: Op
         if need_gb:
             g_b.zero_()
         return g_dy, g_s, g_b
-    block_c, block_k, rows, grid_c, grid_r = _grid(outer, channels, inner)
+    block_r, block_c, block_k, rows, grid_c, grid_r = _grid(outer, channels, inner)
     has_bias = saved == SAVED_X and bias is not None
     partial = torch.empty(grid_r * channels if need_gb else 1, dtype=acc_dtype(u.dtype), device=u.device)
     wrap_triton(_grad2_kernel)[(grid_c, grid_r)](
         u, dy, s if s is not None else u, bias if has_bias else u, g_dy if need_gdy else u, g_s if need_gs else u,
-        partial, _params(u, alpha, gain, clamp), channels, inner, outer, rows, alpha, gain, 1.0 / gain if gain != 0 else 0.0, clamp, ACT=act,
-        SAVED=saved, HAS_BIAS=has_bias, HAS_CLAMP=clamp >= 0 and saved == SAVED_X, NEED_GDY=need_gdy,
-        NEED_GS=need_gs, NEED_GB=need_gb, BLOCK_C=block_c, BLOCK_K=block_k, ACC_FP64=u.dtype == torch.float64)
+        partial, _params(u, alpha, gain, clamp), channels, inner, outer, rows, alpha, gain,
+        1.0 / gain if gain != 0 else 0.0, clamp, ACT=act, SAVED=saved, HAS_BIAS=has_bias,
+        HAS_CLAMP=clamp >= 0 and saved == SAVED_X, NEED_GDY=need_gdy, NEED_GS=need_gs, NEED_GB=need_gb,
+        BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_K=block_k, ACC_FP64=u.dtype == torch.float64)
     if need_gb:
         _finish(partial, g_b, channels, grid_r)
     return g_dy, g_s, g_b

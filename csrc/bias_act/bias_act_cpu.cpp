@@ -405,7 +405,9 @@ void bias_act_backward_cpu(DType dtype, const void* dy, const void* x, const voi
       constexpr int SAVED = decltype(saved_tag)::value;
       auto rows = [&](int64_t off, int64_t n, A bs) -> A {
         const T* s = sp == nullptr ? nullptr : sp + off;
-        if (reduce) return backward_span<T, ACT, SAVED, false, true>(dyp + off, s, dxp + off, n, bs, nullptr, p, nullptr);
+        if (reduce) {
+          return backward_span<T, ACT, SAVED, false, true>(dyp + off, s, dxp + off, n, bs, nullptr, p, nullptr);
+        }
         return backward_span<T, ACT, SAVED, false, false>(dyp + off, s, dxp + off, n, bs, nullptr, p, nullptr);
       };
       auto cols = [&](int64_t off, A* colsum) {

@@ -16,13 +16,12 @@ selu, softplus (alpha = beta, default 1; threshold 20 as torch), silu (alias swi
 gelu_tanh (tanh approximation). Each equals the matching torch.nn.functional call.
 
 Saved for backward (the least that determines the derivative):
-    linear without clamp:                           nothing;
-    relu, lrelu (alpha >= 0), tanh, sigmoid,
-    elu (alpha >= 0), selu, without clamp, gain != 0: the output y only (the branch is the sign of y / gain,
-                                                    tanh' = 1 - (y/gain)^2, sigmoid' = s (1 - s), elu' = y/gain + alpha);
-    everything else (softplus, silu, gelu, gelu_tanh; any activation with clamp, gain == 0, negative alpha):
-                                                    x and the bias (z is recomputed: y cannot tell whether the
-                                                    clamp or which branch was hit).
+  - linear without clamp: nothing.
+  - relu, lrelu (alpha >= 0), tanh, sigmoid, elu (alpha >= 0), selu, without clamp and with gain != 0: the output y
+    only (the branch is the sign of y / gain; tanh' = 1 - (y/gain)^2, sigmoid' = s (1 - s), elu' = y/gain + alpha).
+  - everything else (softplus, silu, gelu, gelu_tanh; any activation with clamp, gain == 0 or negative alpha): x and
+    the bias (z is recomputed; y cannot tell whether the clamp or which branch was hit). The bias is the parameter
+    itself (no copy), so the extra memory equals eager's saved x + b.
 For relu/lrelu the saved y is the tensor the next layer keeps anyway, so no extra memory at all.
 
 Shapes: x [*] of any dense layout (channels_last is kept; other strides are made contiguous); bias [x.shape[dim]];
@@ -137,7 +136,8 @@ class _BiasActBackwardBase(torch.autograd.Function):
         need_y = need_y and smooth
         if u is None or not (need_dy or need_x or need_b or need_y):
             return None, None, None, None, None, None
-        g_dy, g_s, g_b = BiasActDoubleBackward.apply(u, dy, x, bias, y, cfg, bool(need_dy),
+        level3 = _BiasActDoubleBackwardBase if cfg.compiled else BiasActDoubleBackward
+        g_dy, g_s, g_b = level3.apply(u, dy, x, bias, y, cfg, bool(need_dy),
                                                      bool(need_x or need_y), bool(need_b))
         return ((g_dy if need_dy else None), (g_s if need_x else None), (g_b if need_b else None),
                 (g_s if need_y else None), None, None)
@@ -162,13 +162,15 @@ class BiasActBackward(_BiasActBackwardBase):
             term = dy.to(acc) * f1 * t_s.to(acc)
             t_dx = term if t_dx is None else t_dx + term
         if t_dx is None:
-            return None, None
+            # Explicit zeros: returning None here trips an internal assert of torch's forward AD (2.14) when the
+            # backward runs inside a dual level.
+            t_dx = torch.zeros((), dtype=acc, device=dy.device)
         t_dx = _full(t_dx, dy.shape)
         t_db = _reduce_to_channel(t_dx, cfg.dim) if ctx.need_db else None
         return t_dx.to(dy.dtype), (t_db.to(dy.dtype) if t_db is not None else None)
 
 
-class BiasActDoubleBackward(torch.autograd.Function):
+class _BiasActDoubleBackwardBase(torch.autograd.Function):
     """(d dy, d s, d b) = (u f, u dy f', sum u dy f') in one fused pass; its backward in PyTorch ops."""
 
     @staticmethod
@@ -184,8 +186,11 @@ class BiasActDoubleBackward(torch.autograd.Function):
         u, dy, x, bias, y, cfg, need_gdy, need_gs, need_gb = inputs
         ctx.cfg = cfg
         ctx.save_for_backward(u, dy, x, bias, y)
+        ctx.save_for_forward(u, dy, x, bias, y)
         ctx.set_materialize_grads(False)
-        unused = [out for out, need in zip(outputs, (need_gdy, need_gs, need_gb)) if not need]
+        smooth = cfg.act not in PIECEWISE_LINEAR
+        ctx.needs = (need_gdy, need_gs and smooth, need_gb and smooth and bias is not None and cfg.saved == SAVED_X)
+        unused = [out for out, need in zip(outputs, ctx.needs) if not need]
         if unused:
             ctx.mark_non_differentiable(*unused)
 
@@ -226,6 +231,42 @@ class BiasActDoubleBackward(torch.autograd.Function):
             else:
                 d_y = d_s.to(y.dtype)
         return d_u, d_dy, d_x, d_b, d_y, None, None, None, None
+
+
+class BiasActDoubleBackward(_BiasActDoubleBackwardBase):
+    """_BiasActDoubleBackwardBase with a jvp (PyTorch ops), for backward passes run inside a forward-AD dual level
+    (a loss on a jvp's tangent, back-propagated)."""
+
+    @staticmethod
+    def jvp(ctx, t_u, t_dy, t_x, t_b, t_y, _cfg, need_gdy, need_gs, need_gb):
+        u, dy, x, bias, y = ctx.saved_tensors
+        cfg = ctx.cfg
+        acc = acc_dtype(u.dtype)
+        s = _saved_z(x, bias, cfg) if cfg.saved == SAVED_X else y
+        t_s = _broadcast_add(t_x, t_b, cfg.dim, u.shape) if cfg.saved == SAVED_X else t_y
+        f0, f1, f2 = _torch_factors(s, cfg, 3, u)
+        uu = u.to(acc)
+        dyy = None if dy is None else dy.to(acc)
+
+        def total(*terms):
+            terms = [t for t in terms if t is not None]
+            out = terms[0] if terms else torch.zeros((), dtype=acc, device=u.device)
+            for t in terms[1:]:
+                out = out + t
+            return _full(out, u.shape)
+
+        def product(*factors):
+            return None if any(f is None for f in factors) else _prod(factors, acc)
+
+        t_gdy = t_gs = t_gb = None
+        if ctx.needs[0]:
+            t_gdy = total(product(t_u, f0), product(uu, f1, t_s)).to(u.dtype)
+        if ctx.needs[1] or ctx.needs[2]:
+            t_gs = total(product(t_u, dyy, f1), product(uu, t_dy, f1), product(uu, dyy, f2, t_s))
+            if ctx.needs[2]:
+                t_gb = _reduce_to_channel(t_gs, cfg.dim).to(u.dtype)
+            t_gs = t_gs.to(u.dtype) if ctx.needs[1] else None
+        return t_gdy, t_gs, t_gb
 
 
 # --------------------------------------------------------------------------------------------- public API
@@ -399,6 +440,13 @@ def _match(t, ref):
     if t.stride() == ref.stride() and t.dtype == ref.dtype and t.shape == ref.shape:
         return t
     return torch.empty_like(ref).copy_(t)
+
+
+def _prod(factors, acc):
+    out = factors[0].to(acc)
+    for f in factors[1:]:
+        out = out * f.to(acc)
+    return out
 
 
 def _full(t, shape):

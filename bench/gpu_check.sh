@@ -4,8 +4,8 @@
 #   1. environment (nvidia-smi, `fastgan info`)
 #   2. build the extension with its CUDA kernels (the JIT path, FASTGAN_BUILD_CUDA=1; pip install -e as fallback)
 #   3. `pytest -m cuda tests/`
-#   4. the benchmark suite on CUDA (`fastgan bench --device cuda`, preset $FASTGAN_GPU_CHECK_SIZES, default medium)
-#      with a deadline so that it ends in time, then each bench/bench_<op>.py that takes --device, while time is left
+#   4. the benchmark suite on CUDA (`fastgan bench --device cuda`, preset $FASTGAN_GPU_CHECK_SIZES, default large)
+#      with a deadline (each op a fair share of the time left) so that it ends in time, then each bench/bench_<op>.py that takes --device, while time is left
 # Everything lands under $OUT in at most 6 files, no subfolders:
 #   gpu_check.log    the whole console output          summary.md      what passed, and the benchmark tables
 #   gpu_check.tar.gz results/<gpu-name>/ (JSON, CSV, markdown, plots) and logs/ (build, tests, info, op scripts)
@@ -39,7 +39,7 @@ if [ "$DRY" = "1" ]; then
     DEVICE=cpu; SIZES=${FASTGAN_GPU_CHECK_SIZES:-small}
     export FASTGAN_BUILD_CUDA=0 FASTGAN_BENCH_QUICK=1
 else
-    DEVICE=cuda; SIZES=${FASTGAN_GPU_CHECK_SIZES:-medium}
+    DEVICE=cuda; SIZES=${FASTGAN_GPU_CHECK_SIZES:-large}
     export FASTGAN_BUILD_CUDA=1 MAX_JOBS=${MAX_JOBS:-$(nproc)}
     export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}   # only the GPU at hand: a faster build
 fi
@@ -47,7 +47,10 @@ fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"           # the repository copy, installed or not
 
 echo "# fastgan GPU check ($([ "$DRY" = "1" ] && echo "DRY RUN on CPU" || echo "CUDA"), $(date -Is))" > "$SUMMARY"
-note "- commit: $(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown); device $DEVICE; sizes $SIZES; budget ${BUDGET}s"
+# A copy without .git cannot name its commit: pass FASTGAN_COMMIT=$(git rev-parse --short=12 HEAD) along.
+COMMIT=$(git rev-parse --short=12 HEAD 2>/dev/null || echo "${FASTGAN_COMMIT:-unknown}")
+export FASTGAN_COMMIT=$COMMIT
+note "- commit: $COMMIT; device $DEVICE; sizes $SIZES; budget ${BUDGET}s"
 
 # 1. environment -------------------------------------------------------------------------------------------------
 ( nvidia-smi || echo "nvidia-smi: not available" ) > "$STAGE/logs/nvidia-smi.txt" 2>&1

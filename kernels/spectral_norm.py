@@ -81,9 +81,9 @@ def _sn_finish(u_ptr, v_ptr, s_ptr, t_ptr, partial_ptr, sigma_ptr, H, W, chunks,
             j = j0 + tl.arange(0, BLOCK_W)
             mask = j < W
             t = tl.load(t_ptr + j, mask=mask, other=0.0)
-            v = (t / den_t).to(v_ptr.dtype.element_ty)
-            tl.store(v_ptr + j, v, mask=mask)
-            sig += t * v.to(acc_t)
+            v = t / den_t
+            tl.store(v_ptr + j, v.to(v_ptr.dtype.element_ty), mask=mask)
+            sig += t * v  # v before its rounding to the weight's dtype
         tl.store(sigma_ptr, tl.sum(sig, axis=0).to(tl.float64))
     else:
         sig = tl.zeros([BLOCK_W], dtype=acc_t)

@@ -10,6 +10,18 @@ from conftest import device_backends
 from fastgan.optim import Adam, RMSprop
 from fastgan.ops import fused_optim
 
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny parameter sets: one thread keeps OpenMP's barriers from dominating on a loaded 2-core machine (the
+    kernels' chunking is the same whatever the thread count; test_many_chunks_two_threads covers two)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 RMSPROP_CONFIGS = [dict(lr=1e-3), dict(lr=1e-3, weight_decay=0.1, maximize=True),
                    dict(lr=1e-3, centered=True, momentum=0.9), dict(lr=5e-4, alpha=0.9, momentum=0.5, eps=1e-6)]
 ADAM_CONFIGS = [dict(lr=1e-3), dict(lr=1e-3, betas=(0.0, 0.9), weight_decay=0.1, amsgrad=True),
@@ -140,6 +152,30 @@ def test_mixed_dtypes_and_layouts(backend):
             assert p.stride() == q.stride()
             tol = 1e-5 if p.dtype != torch.bfloat16 else 5e-2
             torch.testing.assert_close(p.detach().double(), q.detach().double(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("kind", ["rmsprop", "adam"])
+def test_many_chunks_two_threads(kind):
+    """Parameters of several 16k-element chunks, updated by two threads: equal to the reference step."""
+    torch.set_num_threads(2)
+    g = torch.Generator().manual_seed(8)
+    make = lambda: [torch.randn(n, generator=torch.Generator().manual_seed(n)) for n in (70001, 5, 40000)]  # noqa
+    ours, ref = make(), make()
+    grads = [torch.randn(p.shape, generator=g) for p in ours]
+    states = [[torch.rand(p.shape, generator=g) + s for p in ours] for s in (1.0, -0.5, 0.0)]  # |grad_avg| < 1
+    states_ref = [[t.clone() for t in s] for s in states]
+    if kind == "rmsprop":
+        kw = dict(lr=1e-2, centered=True, momentum=0.9, clip=0.5)
+        with fastgan.backend("cpp"):
+            fused_optim.rmsprop_step_(ours, grads, *states, **kw)
+        fused_optim.rmsprop_step_reference(ref, grads, *states_ref, **kw)
+    else:
+        kw = dict(lr=1e-2, amsgrad=True, clip=0.5)
+        with fastgan.backend("cpp"):
+            fused_optim.adam_step_(ours, grads, *states, [3, 3, 3], **kw)
+        fused_optim.adam_step_reference(ref, grads, *states_ref, [3, 3, 3], **kw)
+    for a, b in zip(ours + sum(states, []), ref + sum(states_ref, [])):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 
 
 def test_param_groups_and_scheduler():

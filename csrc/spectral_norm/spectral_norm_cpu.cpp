@@ -118,9 +118,10 @@ double finish(const SNLayer& l, double eps, bool update) {
   A* v_acc = View::v_acc<A>(l);
   A sigma = A(0);
   for (int64_t j = 0; j < w; ++j) {
-    v[j] = static_cast<T>(t[j] / den_t);
+    const A vj = t[j] / den_t;
+    v[j] = static_cast<T>(vj);
     v_acc[j] = static_cast<A>(v[j]);
-    sigma += t[j] * v_acc[j];
+    sigma += t[j] * vj;  // v before its rounding to the weight's dtype: sigma is not off by that rounding
   }
   return static_cast<double>(sigma);
 }

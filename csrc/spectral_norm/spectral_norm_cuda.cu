@@ -124,9 +124,9 @@ __device__ void finish_block(const SNTable& tab, int l, double eps, bool update,
   const A den_t = max(sqrt(block_all_sum(tt)), static_cast<A>(eps));
   A acc = A(0);
   for (int64_t j = threadIdx.x; j < w; j += blockDim.x) {
-    const T vj = from_acc<T>(t[j] / den_t);
-    v[j] = vj;
-    acc += t[j] * to_acc(vj);
+    const A vj = t[j] / den_t;
+    v[j] = from_acc<T>(vj);
+    acc += t[j] * vj;  // v before its rounding to the weight's dtype: sigma is not off by that rounding
   }
   acc = block_all_sum(acc);
   if (threadIdx.x == 0) sigma[tab.sigma_index[l]] = static_cast<double>(acc);

@@ -130,7 +130,7 @@ def summary(results, clock="wall clock"):
             continue
         size, every = label.split(" reg_every=")
         k = int(every)
-        cells = [fmt(None if ms(by_impl.get(c)) is None else ms(by_impl.get(c)) / k)
+        cells = [_why(by_impl.get(c)) if ms(by_impl.get(c)) is None else fmt(ms(by_impl.get(c)) / k)
                  for c in ("plain", "plain+compile", "fastgan", "fastgan+compile", "jvp", "jvp+compile")]
         lines.append(f"| {size} | {k} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

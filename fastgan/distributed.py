@@ -16,7 +16,8 @@ Two traps this helper avoids:
   loss is only the penalty (lazy regularisation's separate R1 step, say) DDP would then wait for hooks that never
   fire (an error at the next iteration with find_unused_parameters=False). The helper runs that step's critic
   forward through DDP and adds 0 * sum(outputs) to the penalty (the value and gradients are unchanged; every parameter
-  is reached), as StyleGAN2's reference PyTorch ports do.
+  is reached), as StyleGAN2's PyTorch ports do. (Only under DDP: for jvp and finite differences it costs one more
+  backward through the critic.)
 - The penalty's own passes (the double-backward forward, the jvp forward, the finite-difference forwards) run on the
   module inside DDP, not through DDP's forward, so DDP never sees an extra forward whose outputs are not in the loss,
   and a compiled module inside DDP works with every method (double backward and forward mode use the uncompiled
@@ -117,6 +118,8 @@ def critic_outputs(critic, real=None, fake=None, penalty=None, weight=None, *, s
         outputs = critic(points, **kwargs)  # through DDP: it prepares the reducer for this step's backward
         value = penalties.penalty_at(module, points, target=target, mode=_mode(penalty), outputs=outputs,
                                      retain_graph=True, **options)
+        if not isinstance(critic, DistributedDataParallel):
+            return CriticOutputs(None, None, value)  # no reducer to satisfy: skip the (jvp: extra) zero backward
         anchor = outputs.sum() * 0  # reaches every parameter: each DDP hook fires once
         return CriticOutputs(None, None, value + anchor.to(value.dtype))
 

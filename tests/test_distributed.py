@@ -12,6 +12,7 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+import fastgan
 from fastgan.distributed import CriticOutputs, critic_outputs, unwrap
 from fastgan.lazy import LazyRegularization
 
@@ -21,6 +22,15 @@ STEPS = 3
 CASES = [("wgan-gp", "double_backward"), ("wgan-gp", "jvp"), ("wgan-gp", "finite_difference"),
          ("r1", "double_backward"), ("r1", "jvp"), ("r1-lazy", "double_backward"), ("r1-lazy", "jvp"),
          ("wgan-gp-compiled", "double_backward")]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny tensors: intra-op threads only add latency on a loaded 2-core machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def make_critic():
@@ -104,7 +114,6 @@ def ddp_results():
 
 @pytest.mark.parametrize("kind,method", CASES, ids=[f"{k}-{m}" for k, m in CASES])
 def test_ddp_matches_one_process_on_the_global_batch(ddp_results, kind, method):
-    torch.set_num_threads(1)
     rank0, rank1 = ddp_results[f"{kind}/{method}"]
     assert torch.equal(rank0, rank1), "the two processes' critics diverged"
     single = torch.cat([p.flatten() for p in train(make_critic(), kind, method)])
@@ -125,6 +134,10 @@ def test_plain_critic_and_arguments():
     out = critic_outputs(critic, None, fake, penalty="r2", method="jvp")
     assert out.real is None
     out.penalty.backward()
+    for method in ("double_backward", "jvp"):
+        only = critic_outputs(critic, real, penalty="r1", scores=False, weight=3.0, method=method)
+        assert only.real is None and only.fake is None
+        assert torch.allclose(only.penalty, fastgan.r1_penalty(critic, real, weight=3.0), rtol=1e-6, atol=0)
     with pytest.raises(ValueError, match="penalty"):
         critic_outputs(critic, real, fake, penalty="gp")
     with pytest.raises(ValueError, match="fake"):

@@ -1,0 +1,50 @@
+"""SNGAN: the hinge-loss GAN with a spectrally normalised critic (Miyato et al., 2018, "Spectral Normalization for
+Generative Adversarial Networks").
+
+Every linear and convolutional layer of the critic divides its weight by its largest singular value (one power
+iteration per forward); the critic minimises relu(1 - D(x)) + relu(1 + D(G(z))), the generator -D(G(z)).
+
+Defaults and their sources:
+
+* Adam, lr 2e-4, betas (0.0, 0.9), n_critic 5: the setting of the authors' code for their ResNet experiments
+  (pfnet-research/sngan_projection, as we recall it); the paper's Table 1 lists settings A-F for the standard CNN,
+  and spectral normalisation is robust across them.
+* hinge loss: the paper's best results (Table 2, "hinge loss").
+* no batch norm in the critic (the paper's critics have none); batch 64 (images) / 256 (2D, gan_toy.py's MLPs).
+"""
+
+import torch
+
+import fastgan.optim
+from fastgan.losses import d_loss, g_loss
+
+from ._common import frozen
+
+NAME = "sngan"
+MODEL_OPTIONS = {"image": {"spectral_norm": True}, "2d": {"spectral_norm": True}}
+
+
+def defaults(kind, image_size):
+    return {"lr": 2e-4, "betas": (0.0, 0.9), "n_critic": 5, "lr_decay": "none"}
+
+
+def setup(run):
+    hp = run.hp
+    run.opt_d = fastgan.optim.Adam(run.D.parameters(), lr=hp.lr, betas=tuple(hp.betas))
+    run.opt_g = fastgan.optim.Adam(run.G.parameters(), lr=hp.lr, betas=tuple(hp.betas))
+
+
+def train_step(run):
+    G, D, hp = run.G, run.D, run.hp
+    for _ in range(hp.n_critic):
+        real, z = run.real(), run.z()
+        with torch.no_grad(), run.autocast():
+            fake = G(z)
+        with run.autocast():
+            loss_d = d_loss("hinge", D(real), D(fake))
+        run.update(run.opt_d, loss_d)
+
+    with frozen(D) as critic, run.autocast():
+        loss_g = g_loss("hinge", critic(G(run.z())))
+    run.update(run.opt_g, loss_g)
+    return {"loss_d": loss_d, "loss_g": loss_g}

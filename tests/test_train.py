@@ -1,0 +1,215 @@
+"""The trainer: every recipe on every kind of data, run folders, metrics on known inputs, bit-exact resume,
+weights_only checkpoints, sample/eval commands, and DDP on two CPU processes (gloo).
+
+Everything is tiny (width-8 models, batch 16, 2-3 steps) so the file runs in well under a minute on 2 cores.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fastgan.cli import main
+from fastgan.data import load_dataset
+from fastgan.train.recipes import RECIPES, get_recipe
+from fastgan.train.trainer import CHECKPOINT, build_models, evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--batch-size", "16", "--width", "8", "--quiet", "--eval-samples", "200"]
+
+
+def train(tmp_path, recipe, data, steps=2, *extra, name="run"):
+    out = tmp_path / name
+    args = ["train", recipe, "--data", str(data), "--steps", str(steps), "--out", str(out), *TINY, *extra]
+    if recipe == "wgan":
+        args += ["--critic-burst", "2"]  # exercise the reference code's burst without its 100 critic steps
+    assert main(args) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    """Six small RGB images of 12x12 pixels: the trainer resizes them to 16x16."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def npy_points(tmp_path_factory):
+    path = tmp_path_factory.mktemp("npy") / "points.npy"
+    np.save(path, np.random.default_rng(0).normal(size=(64, 2)).astype(np.float32))
+    return path
+
+
+@pytest.mark.parametrize("recipe", list(RECIPES))
+@pytest.mark.parametrize("data", ["ring8", "digits"])
+def test_every_recipe_on_builtin_data(tmp_path, recipe, data):
+    out = train(tmp_path, recipe, data)
+    for name in ("config.json", "metrics.jsonl", "curves.png", "samples.png", CHECKPOINT):
+        assert (out / name).is_file(), name
+    assert list((out / "samples").glob("step_*.png"))
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    losses = [r for r in records if "loss_d" in r]
+    assert [r["step"] for r in losses] == [1, 2]
+    assert all(np.isfinite(r["loss_d"]) and np.isfinite(r["loss_g"]) for r in losses)
+    evals = [r["eval"] for r in records if "eval" in r]
+    assert evals, "no evaluation record"
+    key = "modes_covered" if data == "ring8" else "classes_covered"
+    assert key in evals[-1]
+    config = json.loads((out / "config.json").read_text())
+    assert config["recipe"] == recipe and config["steps"] == 2 and config["batch_size"] == 16
+
+
+@pytest.mark.parametrize("recipe", ["wgan-gp", "dcgan", "mixgan"])
+def test_recipes_on_folder_and_npy_data(tmp_path, image_folder, npy_points, recipe):
+    out = train(tmp_path, recipe, image_folder, name="folder")
+    config = json.loads((out / "config.json").read_text())
+    assert config["data_kind"] == "image" and config["data_shape"] == [3, 16, 16]
+    out = train(tmp_path, recipe, npy_points, name="npy")
+    assert json.loads((out / "config.json").read_text())["data_kind"] == "2d"
+
+
+def test_swissroll_and_resized_digits(tmp_path):
+    train(tmp_path, "wgan-gp", "swissroll", name="swiss")
+    out = train(tmp_path, "sngan", "digits", 2, "--image-size", "16", name="digits16")
+    assert json.loads((out / "config.json").read_text())["model"]["image_size"] == 16
+
+
+def test_defaults_follow_the_papers():
+    gp = get_recipe("wgan-gp")
+    assert gp.defaults("2d", None) == {"lr": 1e-4, "betas": (0.5, 0.9), "n_critic": 5, "gp_weight": 0.1,
+                                       "lr_decay": "none"}
+    assert gp.defaults("image", 32)["gp_weight"] == 10.0
+    assert gp.defaults("image", 64)["betas"] == (0.0, 0.9)
+    wgan = get_recipe("wgan").defaults("image", 32)
+    assert (wgan["lr"], wgan["clip"], wgan["n_critic"]) == (5e-5, 0.01, 5)
+    assert get_recipe("mixgan").defaults("2d", None)["mixtures"] == 5
+    for name in RECIPES:  # every recipe documents its defaults and their sources
+        doc = get_recipe(name).module.__doc__
+        assert "Defaults and their sources" in doc, name
+
+
+class _Constant(torch.nn.Module):
+    """A 'generator' that ignores its latents and returns fixed samples (for metrics on known inputs)."""
+
+    def __init__(self, samples):
+        super().__init__()
+        self.register_buffer("samples", samples)
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, z):
+        idx = torch.arange(len(z)) % len(self.samples)
+        return self.samples[idx]
+
+
+def test_metrics_on_known_inputs():
+    data = load_dataset("ring8")
+    config = {"recipe": "wgan-gp", "seed": 0, "eval_samples": 10_000, "model": {"z_dim": 2}}
+    real = evaluate(_Constant(data.sample(10_000, torch.Generator().manual_seed(1))), config, data, torch.device("cpu"))
+    assert real["modes_covered"] == 8 and 0.98 <= real["high_quality_fraction"] <= 1.0
+    one = evaluate(_Constant(data.centres[:1].clone()), config, data, torch.device("cpu"))
+    assert one["modes_covered"] == 1 and one["high_quality_fraction"] == 1.0
+    grid = load_dataset("grid25")
+    real = evaluate(_Constant(grid.sample(10_000, torch.Generator().manual_seed(1))), config, grid,
+                    torch.device("cpu"))
+    assert real["modes_covered"] == 25 and real["high_quality_fraction"] >= 0.98
+    far = evaluate(_Constant(grid.centres + 0.2), config, grid, torch.device("cpu"))
+    assert far["high_quality_fraction"] == 0.0 and far["modes_covered"] == 0
+
+
+def _params(run_dir):
+    state = torch.load(run_dir / CHECKPOINT, weights_only=True)["state"]
+    return state
+
+
+@pytest.mark.parametrize("recipe,data", [("wgan-gp", "ring8"), ("dcgan", "digits"), ("wgan", "ring8")])
+def test_resume_is_bit_exact(tmp_path, recipe, data):
+    """An interrupted run (3 of 6 steps, then --resume to 6) ends with the same parameters and optimizer state as
+    an uninterrupted one (CPU, fixed seed)."""
+    extra = ["--checkpoint-every", "3", "--seed", "7"]
+    full = train(tmp_path, recipe, data, 6, *extra, name="full")
+    part = train(tmp_path, recipe, data, 3, *extra, name="part")
+    assert _params(part)["step"] == 3
+    assert main(["train", "--resume", str(part), "--steps", "6", "--quiet"]) == 0
+    a, b = _params(full), _params(part)
+    assert a["step"] == b["step"] == 6
+    for net in ("G", "D"):
+        assert a[net].keys() == b[net].keys()
+        for k in a[net]:
+            assert torch.equal(a[net][k], b[net][k]), (net, k)
+    for name, opt in a["optimizers"].items():
+        for pid, st in opt["state"].items():
+            for k, v in st.items():
+                assert torch.equal(v, b["optimizers"][name]["state"][pid][k]), (name, pid, k)
+    # the resumed run's log continues where the checkpoint was (no duplicated steps)
+    steps = [json.loads(line)["step"] for line in (part / "metrics.jsonl").read_text().splitlines()
+             if "loss_d" in line]
+    assert steps == sorted(set(steps)) and steps[-1] == 6
+
+
+def test_checkpoint_is_weights_only_and_rebuilds_the_models(tmp_path):
+    out = train(tmp_path, "sngan", "digits")
+    obj = torch.load(out / CHECKPOINT, weights_only=True)  # must not need pickled code
+    state = obj["state"]
+    G, D = build_models(state["config"])
+    G.load_state_dict(state["G"])
+    D.load_state_dict(state["D"])
+
+
+def test_sample_and_eval_commands(tmp_path, capsys):
+    ring = train(tmp_path, "wgan-gp", "ring8", name="ring")
+    assert main(["sample", str(ring), "-n", "50", "--out", str(tmp_path / "pts.npy")]) == 0
+    assert np.load(tmp_path / "pts.npy").shape == (50, 2)
+    digits = train(tmp_path, "dcgan", "digits", name="digits")
+    assert main(["sample", str(digits), "-n", "20", "--out", str(tmp_path / "imgs")]) == 0
+    assert np.load(tmp_path / "imgs.npy").shape == (20, 1, 8, 8)
+    assert (tmp_path / "imgs.png").is_file()
+    capsys.readouterr()
+    assert main(["eval", str(ring), "--json", "-n", "500"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["step"] == 2 and result["n_modes"] == 8 and "high_quality_fraction" in result
+    # the default evaluation reproduces the last metrics.jsonl record
+    assert main(["eval", str(ring), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    last = [json.loads(line) for line in (ring / "metrics.jsonl").read_text().splitlines() if "eval" in line][-1]
+    assert result["high_quality_fraction"] == last["eval"]["high_quality_fraction"]
+
+
+def test_lazy_regularisation_and_penalty_methods_run(tmp_path):
+    train(tmp_path, "wgan-gp", "ring8", 2, "--reg-every", "4", name="lazy")
+    train(tmp_path, "r1", "ring8", 2, "--gp-method", "jvp", name="jvp")
+    train(tmp_path, "wgan-lp", "ring8", 2, "--gp-method", "finite_difference", name="fd")
+
+
+def test_amp_bf16_runs_on_cpu(tmp_path):
+    out = train(tmp_path, "wgan-gp", "ring8", 2, "--amp", "bf16", name="bf16")
+    assert json.loads((out / "config.json").read_text())["amp"] == "bf16"
+
+
+def _torchrun(tmp_path, nproc, name, *extra):
+    out = tmp_path / name
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
+           "-m", "fastgan", "train", "wgan-gp", "--data", "ring8", "--steps", "3",
+           "--out", str(out), "--device", "cpu", *TINY, *extra]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return torch.load(out / CHECKPOINT, weights_only=True)["state"]
+
+
+def test_torchrun_two_processes_match_one(tmp_path):
+    """DDP over 2 CPU processes (gloo), each with half of every global batch, ends where 1 process does."""
+    one = _torchrun(tmp_path, 1, "one")
+    two = _torchrun(tmp_path, 2, "two")
+    for net in ("G", "D"):
+        for k, v in one[net].items():
+            torch.testing.assert_close(two[net][k], v, rtol=1e-4, atol=1e-5, msg=f"{net}.{k}")

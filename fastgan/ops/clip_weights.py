@@ -33,34 +33,32 @@ def clip_weights_(params, clip=0.01):
         ValueError: clip <= 0 or not finite.
     """
     clip = _check_clip(clip)
+    tensors = _tensors(params)
     groups = {}
-    for name, p in _named_tensors(params):
-        if not isinstance(p, torch.Tensor):
-            raise TypeError(f"params: {name} must be a torch.Tensor, got {type(p).__name__}")
-        if p.dtype not in FLOATING:
-            raise TypeError(f"params: {name} must be float32, float64, float16 or bfloat16 to be clipped, "
-                            f"got {p.dtype}")
-        groups.setdefault(p.device, []).append(p)
+    for i, p in enumerate(tensors):
+        if not isinstance(p, torch.Tensor) or p.dtype not in FLOATING:
+            _refuse(params, i, p)
+        groups.setdefault(p.get_device(), []).append(p)  # an int: cheaper than building a torch.device
     with torch.no_grad():
-        for device, tensors in groups.items():
-            backend = backends.select("clip_weights", device, cuda_order=CUDA_ORDER)
+        for group in groups.values():
+            backend = _select(group[0].device)
             if backend == "reference":
-                clip_weights_reference(tensors, clip)
+                clip_weights_reference(group, clip)
                 continue
-            dense, strided = [], []
-            for p in tensors:
-                if p.numel():
-                    (dense if _is_dense(p) else strided).append(p)
+            dense = [p for p in group if p.is_contiguous()]
+            if len(dense) != len(group):
+                dense = [p for p in group if p.is_contiguous() or _dense_strides(p)]
+                for p in group:
+                    if not (p.is_contiguous() or _dense_strides(p)):
+                        p.clamp_(-clip, clip)  # not one block of memory: torch's own clamp handles the strides
             if dense:
                 _kernels(backend).clip(dense, clip)
-            for p in strided:  # not one block of memory: torch's own clamp handles the strides
-                p.clamp_(-clip, clip)
 
 
 def clip_weights_reference(params, clip=0.01):
     """The specification: a per-parameter ``clamp_`` loop (what StudioGAN and torchgan do), in place."""
     with torch.no_grad():
-        for _, p in _named_tensors(params):
+        for p in _tensors(params):
             p.clamp_(-clip, clip)
 
 
@@ -76,21 +74,48 @@ def _check_clip(clip):
     return clip
 
 
-def _named_tensors(params):
+def _tensors(params):
     if isinstance(params, torch.nn.Module):
-        return list(params.named_parameters())
+        return list(params.parameters())
     if isinstance(params, torch.Tensor):
-        return [("params[0]", params)]
+        return [params]
     try:
-        items = list(params)
+        return list(params)
     except TypeError:
         raise TypeError(f"params must be an nn.Module, a tensor or an iterable of tensors, "
                         f"got {type(params).__name__}") from None
-    return [(f"params[{i}]", p) for i, p in enumerate(items)]
 
 
-def _is_dense(p):
-    return p.is_contiguous() or _dense_strides(p)
+def _named_tensors(params):
+    if isinstance(params, torch.nn.Module):
+        return list(params.named_parameters())
+    return [(f"params[{i}]", p) for i, p in enumerate(_tensors(params))]
+
+
+def _refuse(params, index, p):
+    """The TypeError for element `index`, named as the user knows it (a module's parameter by its name)."""
+    if isinstance(params, torch.nn.Module):
+        name = list(params.named_parameters())[index][0]
+    else:
+        name = f"params[{index}]"
+    if not isinstance(p, torch.Tensor):
+        raise TypeError(f"params: {name} must be a torch.Tensor, got {type(p).__name__}")
+    raise TypeError(f"params: {name} must be float32, float64, float16 or bfloat16 to be clipped, got {p.dtype}")
+
+
+# (requested backend, device) -> the backend select() chose: clipping runs every step, and select() costs more
+# than the clip of a small critic. Availability does not change within a process once the extension is loaded.
+_SELECTED = {}
+
+
+def _select(device):
+    key = (backends.get_backend(), device)
+    backend = _SELECTED.get(key)
+    if backend is None:
+        backend = backends.select("clip_weights", device, cuda_order=CUDA_ORDER)
+        if key[0] != "auto" or backend != "reference":  # a fallback is re-examined (and warned about) each time
+            _SELECTED[key] = backend
+    return backend
 
 
 def _dense_strides(p):

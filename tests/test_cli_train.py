@@ -8,7 +8,7 @@ import pytest
 from fastgan.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--batch-size", "16", "--width", "8", "--quiet", "--eval-samples", "100"]
+TINY = ["--batch-size", "16", "--width", "8", "--quiet", "--eval-samples", "100", "--sample-every", "1000"]
 
 
 def _fails(capsys, argv, match):

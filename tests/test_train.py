@@ -20,11 +20,13 @@ from fastgan.train.trainer import CHECKPOINT, build_models, evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--batch-size", "16", "--width", "8", "--quiet", "--eval-samples", "200"]
+# evaluate and draw only at the last step (the trainer always does then): pictures cost more than tiny steps
+ONCE = ["--eval-every", "1000", "--sample-every", "1000"]
 
 
 def train(tmp_path, recipe, data, steps=2, *extra, name="run"):
     out = tmp_path / name
-    args = ["train", recipe, "--data", str(data), "--steps", str(steps), "--out", str(out), *TINY, *extra]
+    args = ["train", recipe, "--data", str(data), "--steps", str(steps), "--out", str(out), *TINY, *ONCE, *extra]
     if recipe == "wgan":
         args += ["--critic-burst", "2"]  # exercise the reference code's burst without its 100 critic steps
     assert main(args) == 0
@@ -59,7 +61,7 @@ def test_every_recipe_on_builtin_data(tmp_path, recipe, data):
     assert list((out / "samples").glob("step_*.png"))
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     losses = [r for r in records if "loss_d" in r]
-    assert [r["step"] for r in losses] == [1, 2]
+    assert [r["step"] for r in losses] == [1, 2]  # every step logged (log_every = 1 for short runs)
     assert all(np.isfinite(r["loss_d"]) and np.isfinite(r["loss_g"]) for r in losses)
     evals = [r["eval"] for r in records if "eval" in r]
     assert evals, "no evaluation record"
@@ -131,10 +133,11 @@ def _params(run_dir):
     return state
 
 
-@pytest.mark.parametrize("recipe,data", [("wgan-gp", "ring8"), ("dcgan", "digits"), ("wgan", "ring8")])
+@pytest.mark.parametrize("recipe,data", [("wgan-gp", "ring8"), ("dcgan", "digits")])
 def test_resume_is_bit_exact(tmp_path, recipe, data):
     """An interrupted run (3 of 6 steps, then --resume to 6) ends with the same parameters and optimizer state as
-    an uninterrupted one (CPU, fixed seed)."""
+    an uninterrupted one (CPU, fixed seed). wgan-gp: Adam, the penalty's random interpolates; dcgan: batch-norm
+    buffers."""
     extra = ["--checkpoint-every", "3", "--seed", "7"]
     full = train(tmp_path, recipe, data, 6, *extra, name="full")
     part = train(tmp_path, recipe, data, 3, *extra, name="part")
@@ -195,21 +198,19 @@ def test_amp_bf16_runs_on_cpu(tmp_path):
     assert json.loads((out / "config.json").read_text())["amp"] == "bf16"
 
 
-def _torchrun(tmp_path, nproc, name, *extra):
-    out = tmp_path / name
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
-           "-m", "fastgan", "train", "wgan-gp", "--data", "ring8", "--steps", "3",
-           "--out", str(out), "--device", "cpu", *TINY, *extra]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return torch.load(out / CHECKPOINT, weights_only=True)["state"]
-
-
 def test_torchrun_two_processes_match_one(tmp_path):
     """DDP over 2 CPU processes (gloo), each with half of every global batch, ends where 1 process does."""
-    one = _torchrun(tmp_path, 1, "one")
-    two = _torchrun(tmp_path, 2, "two")
+    args = ["wgan-gp", "--data", "ring8", "--steps", "3", "--device", "cpu", *TINY, *ONCE]
+    assert main(["train", *args, "--out", str(tmp_path / "one")]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "fastgan", "train", *args, "--out", str(tmp_path / "two")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one = torch.load(tmp_path / "one" / CHECKPOINT, weights_only=True)["state"]
+    two = torch.load(tmp_path / "two" / CHECKPOINT, weights_only=True)["state"]
+    assert two["step"] == 3
     for net in ("G", "D"):
         for k, v in one[net].items():
             torch.testing.assert_close(two[net][k], v, rtol=1e-4, atol=1e-5, msg=f"{net}.{k}")

@@ -18,8 +18,9 @@ def _params(device, seed=0):
     (dense, not contiguous), channels_last, a strided slice (not dense), specials."""
     g = torch.Generator().manual_seed(seed)
     rand = lambda *shape, dtype=torch.float32: (torch.randn(*shape, generator=g) * 0.05).to(dtype)  # noqa: E731
-    params = [rand(17), rand(3, 5, dtype=torch.float64), rand(401, dtype=torch.float16), rand(7, 9, dtype=torch.bfloat16),
-              rand(0), rand(()), rand(20000 + 3), rand(9, 7).t(), rand(2, 3, 4, 5).to(memory_format=torch.channels_last),
+    params = [rand(17), rand(3, 5, dtype=torch.float64), rand(401, dtype=torch.float16),
+              rand(7, 9, dtype=torch.bfloat16), rand(0), rand(()), rand(20000 + 3), rand(9, 7).t(),
+              rand(2, 3, 4, 5).to(memory_format=torch.channels_last),
               rand(10, 12)[:, ::2], rand(33, dtype=torch.float64)[::3],
               torch.tensor([math.nan, math.inf, -math.inf, 0.0, -0.0, 0.03, -0.03])]
     return [p.to(device) for p in params]

@@ -36,7 +36,8 @@ Prepared prepare(at::TensorList weights, at::TensorList us, at::TensorList vs, a
   for (size_t i = 0; i < count; ++i) {
     const at::Tensor& wt = weights[i];
     const DType dtype = to_dtype(wt, item("weights", i).c_str());
-    TORCH_CHECK(wt.device() == weights[0].device(), "fastgan: ", item("weights", i), " is on another device than weights[0]");
+    TORCH_CHECK(wt.device() == weights[0].device(), "fastgan: ", item("weights", i),
+                " is on another device than weights[0]");
     TORCH_CHECK_VALUE(wt.dim() >= 2, "fastgan: ", item("weights", i), " must have at least 2 dimensions");
     TORCH_CHECK(wt.is_contiguous(), "fastgan: ", item("weights", i), " must be contiguous");
     const int64_t dim = dims[i];
@@ -47,8 +48,8 @@ Prepared prepare(at::TensorList weights, at::TensorList us, at::TensorList vs, a
     const int64_t h = wt.size(dim), w = a * k;
     for (const auto& pair : {std::make_pair(&us[i], h), std::make_pair(&vs[i], w)}) {
       const at::Tensor& t = *pair.first;
-      TORCH_CHECK(t.dim() == 1 && t.size(0) == pair.second && t.is_contiguous() && t.scalar_type() == wt.scalar_type() &&
-                      t.device() == wt.device(),
+      TORCH_CHECK(t.dim() == 1 && t.size(0) == pair.second && t.is_contiguous() &&
+                      t.scalar_type() == wt.scalar_type() && t.device() == wt.device(),
                   "fastgan: ", item(pair.first == &us[i] ? "us" : "vs", i), " must be a contiguous vector of ",
                   pair.second, " elements with the weight's dtype and device");
     }

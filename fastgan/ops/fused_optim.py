@@ -51,7 +51,7 @@ def rmsprop_step_(params, grads, square_avgs, grad_avgs, momentum_buffers, *, lr
     hyper = dict(lr=float(lr), alpha=float(alpha), eps=float(eps), weight_decay=float(weight_decay),
                  momentum=float(momentum), centered=bool(centered), maximize=bool(maximize))
     for device, idx in _by_device(params).items():
-        backend = backends.select("fused_optim", device, cuda_order=CUDA_ORDER)
+        backend = _select(device)
         fused, rest = _split(idx, params, [grads, square_avgs] + ([grad_avgs] if centered else [])
                              + ([momentum_buffers] if momentum > 0 else []), backend)
         if fused:
@@ -80,7 +80,7 @@ def adam_step_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *, 
                  weight_decay=float(weight_decay), amsgrad=bool(amsgrad), maximize=bool(maximize),
                  decoupled_weight_decay=bool(decoupled_weight_decay))
     for device, idx in _by_device(params).items():
-        backend = backends.select("fused_optim", device, cuda_order=CUDA_ORDER)
+        backend = _select(device)
         fused, rest = _split(idx, params, [grads, exp_avgs, exp_avg_sqs] + ([max_exp_avg_sqs] if amsgrad else []),
                              backend)
         if fused:
@@ -193,8 +193,23 @@ def _check_lists(params, grads, states):
 def _by_device(params):
     groups = {}
     for i, p in enumerate(params):
-        groups.setdefault(p.device, []).append(i)
-    return groups
+        groups.setdefault(p.get_device(), []).append(i)  # an int: cheaper than building a torch.device
+    return {params[idx[0]].device: idx for idx in groups.values()}
+
+
+# (requested backend, device) -> the backend select() chose: the step runs every iteration and select() costs
+# about as much as a small critic's fused step. Availability does not change within a process.
+_SELECTED = {}
+
+
+def _select(device):
+    key = (backends.get_backend(), device)
+    backend = _SELECTED.get(key)
+    if backend is None:
+        backend = backends.select("fused_optim", device, cuda_order=CUDA_ORDER)
+        if key[0] != "auto" or backend != "reference":  # a fallback is re-examined (and warned about) each time
+            _SELECTED[key] = backend
+    return backend
 
 
 def _split(indices, params, lists, backend):
@@ -206,11 +221,12 @@ def _split(indices, params, lists, backend):
     for i in indices:
         p = params[i]
         stride = p.stride()
-        ok = p.numel() == 0 or (p.is_contiguous() or _dense(p))
+        ok = p.is_contiguous() or p.numel() == 0 or _dense(p)
         if ok:
+            dtype, shape = p.dtype, p.shape
             for lst in lists:
                 t = lst[i]
-                if t.stride() != stride or t.dtype != p.dtype or t.device != p.device or t.shape != p.shape:
+                if t.stride() != stride or t.dtype != dtype or t.shape != shape or t.get_device() != p.get_device():
                     ok = False
                     break
         (fused if ok else rest).append(i)

@@ -63,10 +63,11 @@ def main(argv=None):
     return 1 if report.errors else 0
 
 
-def cpu_time_results(sizes, dtype, quick, repeats=7, warmup=2, min_seconds=2.0, max_repeats=60):
-    """The registered cases timed by time.thread_time() (medians of at least `repeats` calls, more until
-    `min_seconds` of CPU time, after `warmup`): with one torch
-    thread every kernel runs on the calling thread, so this is the work done, whatever else the machine runs."""
+def cpu_time_results(sizes, dtype, quick, repeats=7, warmup=2, min_seconds=2.0, max_repeats=40):
+    """The registered cases timed by time.thread_time(): with one torch thread every kernel runs on the calling
+    thread, so this is the work done, whatever else the machine runs. The implementations of a case are timed
+    round-robin (warm-up first, then at least `repeats` rounds, more until each has `min_seconds`), so a drifting
+    machine load shifts them alike; medians are reported."""
     import statistics
     import time
 
@@ -77,18 +78,26 @@ def cpu_time_results(sizes, dtype, quick, repeats=7, warmup=2, min_seconds=2.0, 
     preset = registry.parse_sizes(sizes)
     results = []
     for bench in cases.penalty_methods_cases(torch.device("cpu"), dtype, preset, None):
-        for impl, fn in bench.run.items():
+        for fn in bench.run.values():
             for _ in range(warmup):
                 fn()
-            times = []
-            while len(times) < repeats or (sum(times) < 1e3 * min_seconds and len(times) < max_repeats):
+        times = {impl: [] for impl in bench.run}
+        while True:
+            for impl, fn in bench.run.items():
                 start = time.thread_time()
                 fn()
-                times.append((time.thread_time() - start) * 1e3)
+                times[impl].append((time.thread_time() - start) * 1e3)
+            rounds = len(next(iter(times.values())))
+            enough = rounds >= repeats and min(sum(t) for t in times.values()) >= 1e3 * min_seconds
+            if enough or rounds >= max_repeats:
+                break
+        parts = []
+        for impl, values in times.items():
             row = {"op": bench.op, "label": bench.label, "mode": bench.mode, "impl": impl, "status": "ok",
-                   "median_ms": statistics.median(times), "reason": ""}
+                   "median_ms": statistics.median(values), "reason": "", "n": len(values)}
             results.append(row)
-            print(f"  {bench.label} {bench.mode} {impl}: {row['median_ms']:.1f} ms", flush=True)
+            parts.append(f"{impl} {row['median_ms']:.1f}")
+        print(f"  {bench.label} {bench.mode} ({rounds} rounds): " + ", ".join(parts), flush=True)
         for impl, reason in bench.skipped.items():
             results.append({"op": bench.op, "label": bench.label, "mode": bench.mode, "impl": impl,
                             "status": "skipped", "median_ms": None, "reason": reason})

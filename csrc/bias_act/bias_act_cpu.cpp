@@ -1,12 +1,19 @@
 // CPU kernels of bias_act: one pass over memory per call (forward; backward with the bias gradient fused in;
-// double backward), parallel over chunks with at::parallel_for.
+// double backward), parallel with at::parallel_for.
 //
-// Layout: memory is [outer, channels, inner] (see bias_act.h). Two traversals:
-//   rows    (inner > 1, e.g. NCHW with dim=1): runs of `inner` elements share one bias value;
-//   columns (inner == 1, e.g. channels_last or [B, F] with dim=-1): every row of `channels` elements takes the
-//            whole bias vector.
-// Bias sums are deterministic: each task writes its own partial sums (per row chunk, or per block of rows), and
-// the partials are added in a fixed order that does not depend on the number of threads.
+// Structure (for speed and for compile time):
+//  - traversal: memory is [outer, channels, inner] (see bias_act.h), walked as
+//      rows    (inner > 1, e.g. NCHW with dim=1): runs of `inner` elements share one bias value;
+//      columns (inner == 1, e.g. channels_last, or [B, F] with dim=-1): each row of `channels` elements takes the
+//               whole bias vector;
+//    templated on the storage type T only;
+//  - maths: in blocks of at most kBlock elements of the accumulation type A (float, or double for fp64) that stay in
+//    L1: the storage is converted in (fp16/bf16) or read in place (fp32/fp64), the bias added, then a branch-free
+//    loop templated on (A, activation, saved form, clamp) runs, chosen once per call through a function pointer.
+//    These loops are compiled twice, for the baseline ISA and for AVX2+FMA, picked at run time: gcc vectorises
+//    them (exp is a polynomial, not a libm call, for float).
+// Bias sums are deterministic: each task writes its own partial sums (per row chunk, or per block of rows) and the
+// partials are added in a fixed order that does not depend on the number of threads.
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -16,18 +23,44 @@
 #include <type_traits>
 #include <vector>
 
-#include "bias_act/bias_act.h"
 #include "common/cpu.h"
+
+// The maths section below is compiled without -ftrapping-math (gcc's default): with it gcc will not if-convert
+// float comparisons (the clamp in exp, min/max, branch selects), so none of these loops would vectorise. We never
+// read floating-point exception flags. Everything the maths blocks inline is defined inside this region (gcc does
+// not inline across different optimisation options), hence the header included here and the own min/max.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("no-trapping-math")
+#endif
+#include "bias_act/bias_act.h"
 
 namespace fastgan {
 namespace {
+
+constexpr int64_t kBlock = 512;  // elements per maths block: 5 buffers of 512 doubles stay in L1
+
+#define BA_INLINE inline __attribute__((always_inline))
+
+template <typename A>
+BA_INLINE A ba_min(A a, A b) {
+  return b < a ? b : a;
+}
+
+template <typename A>
+BA_INLINE A ba_max(A a, A b) {
+  return a < b ? b : a;
+}
+
+BA_INLINE float ba_abs(float x) { return __builtin_fabsf(x); }
+BA_INLINE double ba_abs(double x) { return __builtin_fabs(x); }
 
 // exp for float without a library call, so that gcc vectorises the loops that use it (Cephes' expf: Cody-Waite
 // range reduction, degree-6 polynomial, 2^n built in the exponent bits; about 1 ulp on [-87, 88]). Inputs are
 // clamped to that range: callers only need exp(x) for x <= 20 accurately, and tiny/huge values saturate harmlessly
 // (sigmoid(-100) = 1 / (1 + 1.6e38) ~ 6e-39 instead of 3.7e-44).
-inline float exp_f32(float x) {
-  x = std::min(std::max(x, -87.0f), 88.0f);
+BA_INLINE float exp_f32(float x) {
+  x = ba_min(ba_max(x, -87.0f), 88.0f);
   // Round x / ln2 to the nearest integer with the 1.5 * 2^23 trick (no rounding instruction needed).
   const float shifted = x * 1.44269504088896341f + 12582912.0f;
   const float n = shifted - 12582912.0f;
@@ -40,7 +73,11 @@ inline float exp_f32(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  // 2^n from the bits of `shifted` (= 1.5 * 2^23 + n, so its low mantissa bits hold n): a float -> int conversion
+  // here would keep gcc from vectorising the loop.
+  int32_t shifted_bits;
+  std::memcpy(&shifted_bits, &shifted, sizeof(shifted_bits));
+  const int32_t bits = (shifted_bits - 0x4B400000 + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof(scale));
   return p * scale;
@@ -51,14 +88,14 @@ struct CpuMath;
 
 template <>
 struct CpuMath<float> {
-  static float exp(float x) { return exp_f32(x); }
-  static float expm1(float x) { return std::expm1(x); }
-  static float log1p(float x) { return std::log1p(x); }
-  static float erf(float x) { return std::erf(x); }
-  static float sigmoid(float x) { return 1.0f / (1.0f + exp_f32(-x)); }
+  static BA_INLINE float exp(float x) { return exp_f32(x); }
+  static BA_INLINE float expm1(float x) { return std::expm1(x); }
+  static BA_INLINE float log1p(float x) { return std::log1p(x); }
+  static BA_INLINE float erf(float x) { return std::erf(x); }
+  static BA_INLINE float sigmoid(float x) { return 1.0f / (1.0f + exp_f32(-x)); }
   // tanh(|x|) = (1 - e) / (1 + e) with e = exp(-2|x|) <= 1: no overflow; absolute error ~1 ulp.
-  static float tanh(float x) {
-    const float e = exp_f32(-2.0f * std::fabs(x));
+  static BA_INLINE float tanh(float x) {
+    const float e = exp_f32(-2.0f * ba_abs(x));
     const float t = (1.0f - e) / (1.0f + e);
     return x < 0.0f ? -t : t;
   }
@@ -66,18 +103,19 @@ struct CpuMath<float> {
 
 template <>
 struct CpuMath<double> {
-  static double exp(double x) { return std::exp(x); }
-  static double expm1(double x) { return std::expm1(x); }
-  static double log1p(double x) { return std::log1p(x); }
-  static double erf(double x) { return std::erf(x); }
-  static double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
-  static double tanh(double x) { return std::tanh(x); }
+  static BA_INLINE double exp(double x) { return std::exp(x); }
+  static BA_INLINE double expm1(double x) { return std::expm1(x); }
+  static BA_INLINE double log1p(double x) { return std::log1p(x); }
+  static BA_INLINE double erf(double x) { return std::erf(x); }
+  static BA_INLINE double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+  static BA_INLINE double tanh(double x) { return std::tanh(x); }
 };
 
 template <typename A>
 struct Params {
   A alpha, gain, inv_gain, clamp;
-  bool has_clamp;
+  A negative;  // relu/lrelu: the derivative factor on the negative side (gain * alpha, or 0): a loop invariant
+               // computed up front, so that the branch select vectorises
 };
 
 template <typename A>
@@ -86,8 +124,8 @@ Params<A> make_params(const BiasActParams& p) {
   q.alpha = static_cast<A>(p.alpha);
   q.gain = static_cast<A>(p.gain);
   q.inv_gain = p.gain != 0.0 ? static_cast<A>(1.0 / p.gain) : A(0);
-  q.has_clamp = p.clamp >= 0.0;
-  q.clamp = static_cast<A>(q.has_clamp ? p.clamp : 0.0);
+  q.clamp = static_cast<A>(p.clamp >= 0.0 ? p.clamp : 0.0);
+  q.negative = p.act == kBaLrelu ? static_cast<A>(p.gain * p.alpha) : A(0);
   return q;
 }
 
@@ -95,164 +133,272 @@ template <int ACT>
 constexpr bool kYForm = ACT == kBaLinear || ACT == kBaRelu || ACT == kBaLrelu || ACT == kBaTanh ||
                         ACT == kBaSigmoid || ACT == kBaElu || ACT == kBaSelu;
 
-// y = clamp(gain * act(z)).
+// act(z): the piecewise-linear ones as min/max (branch-free: vectorises; NaN propagates as in torch), the others
+// from the shared header.
 template <int ACT, typename A>
-inline A out_value(A z, const Params<A>& p) {
-  A v = ba_value<ACT, CpuMath<A>>(z, p.alpha) * p.gain;
-  if (p.has_clamp) v = std::min(std::max(v, -p.clamp), p.clamp);
-  return v;
-}
-
-// Clamp passes the gradient where |gain * act(z)| <= clamp (torch.clamp's rule; NaN passes).
-template <int ACT, typename A>
-inline A clamp_mask(A z, const Params<A>& p) {
-  if (!p.has_clamp) return A(1);
-  return std::fabs(ba_value<ACT, CpuMath<A>>(z, p.alpha) * p.gain) > p.clamp ? A(0) : A(1);
-}
-
-// f(s) = d y / d z and f'(s) = d f / d s, from the saved tensor s (y for kSavedY, z = x + b for kSavedX).
-template <int ACT, int SAVED, typename A>
-inline A factor(A s, const Params<A>& p) {
-  if constexpr (SAVED == kSavedY) {
-    return p.gain * ba_ydiff1<ACT, A>(s * p.inv_gain, p.alpha);
+BA_INLINE A act_value(A z, A alpha) {
+  if constexpr (ACT == kBaRelu) {
+    return ba_max(z, A(0));
+  } else if constexpr (ACT == kBaLrelu) {
+    return ba_max(z, A(0)) + alpha * ba_min(z, A(0));
   } else {
-    return p.gain * ba_deriv1<ACT, CpuMath<A>>(s, p.alpha) * clamp_mask<ACT>(s, p);
+    return ba_value<ACT, CpuMath<A>>(z, alpha);
   }
 }
 
-template <int ACT, int SAVED, typename A>
-inline A factor_slope(A s, const Params<A>& p) {
-  if constexpr (SAVED == kSavedY) {
-    return ba_ydiff2<ACT, A>(s * p.inv_gain, p.alpha);
+// Clamp passes the gradient where |gain * act(z)| <= clamp (torch.clamp's rule; NaN passes).
+template <int ACT, bool CLAMP, typename A>
+BA_INLINE A clamp_mask(A z, const A alpha, const A gain, const A clamp) {
+  if constexpr (!CLAMP) {
+    return A(1);
   } else {
-    return p.gain * ba_deriv2<ACT, CpuMath<A>>(s, p.alpha) * clamp_mask<ACT>(s, p);
+    return ba_abs(act_value<ACT>(z, alpha) * gain) > clamp ? A(0) : A(1);
+  }
+}
+
+// f(s) = dy/dz and f'(s) = df/ds from the saved value s (y for kSavedY, z = x + b for kSavedX).
+template <int ACT, int SAVED, bool CLAMP, typename A>
+BA_INLINE A factor(A s, const A alpha, const A gain, const A inv_gain, const A clamp, const A negative) {
+  if constexpr (ACT == kBaRelu || ACT == kBaLrelu) {
+    // the sign of y / gain (kSavedY) or of z (kSavedX) picks the branch
+    const A f = (SAVED == kSavedY ? s * inv_gain : s) > A(0) ? gain : negative;
+    return f * clamp_mask<ACT, CLAMP>(s, alpha, gain, clamp);
+  } else if constexpr (SAVED == kSavedY) {
+    return gain * ba_ydiff1<ACT, A>(s * inv_gain, alpha);
+  } else {
+    return gain * ba_deriv1<ACT, CpuMath<A>>(s, alpha) * clamp_mask<ACT, CLAMP>(s, alpha, gain, clamp);
+  }
+}
+
+template <int ACT, int SAVED, bool CLAMP, typename A>
+BA_INLINE A factor_slope(A s, const A alpha, const A gain, const A inv_gain, const A clamp) {
+  if constexpr (SAVED == kSavedY) {
+    return ba_ydiff2<ACT, A>(s * inv_gain, alpha);
+  } else {
+    return gain * ba_deriv2<ACT, CpuMath<A>>(s, alpha) * clamp_mask<ACT, CLAMP>(s, alpha, gain, clamp);
+  }
+}
+
+// ---- maths blocks (n <= kBlock, all buffers in the accumulation type)
+
+template <typename A>
+struct Blocks {
+  // y = clamp(gain * act(z))
+  using Forward = void (*)(const A* z, A* y, int64_t n, const Params<A>& p);
+  // dx = dy * f(s)                                      (s: y or z; unused for linear)
+  using Backward = void (*)(const A* dy, const A* s, A* dx, int64_t n, const Params<A>& p);
+  // g_dy = u * f(s)
+  using Grad2Dy = void (*)(const A* u, const A* s, A* g_dy, int64_t n, const Params<A>& p);
+  // g_s = u * dy * f'(s); g_dy too when it is not null
+  using Grad2S = void (*)(const A* u, const A* dy, const A* s, A* g_dy, A* g_s, int64_t n, const Params<A>& p);
+  Forward forward;
+  Backward backward;
+  Grad2Dy grad2_dy;
+  Grad2S grad2_s;
+};
+
+// Inside the block functions: the derivative factor and its slope at saved value v, with the call's constants.
+#define BA_FACTOR(v) factor<ACT, SAVED, CLAMP>(v, alpha, gain, inv_gain, c, neg)
+#define BA_SLOPE(v) factor_slope<ACT, SAVED, CLAMP>(v, alpha, gain, inv_gain, c)
+
+#define BA_BLOCK_FUNCTIONS(SUFFIX, TARGET)                                                                            \
+  template <typename A, int ACT, bool CLAMP>                                                                          \
+  TARGET void forward_block##SUFFIX(const A* __restrict__ z, A* __restrict__ y, int64_t n, const Params<A>& p) {      \
+    const A alpha = p.alpha, gain = p.gain, c = p.clamp;                                                              \
+    for (int64_t i = 0; i < n; ++i) {                                                                                 \
+      A v = act_value<ACT>(z[i], alpha) * gain;                                                                       \
+      if constexpr (CLAMP) v = ba_min(ba_max(v, -c), c);                                                          \
+      y[i] = v;                                                                                                       \
+    }                                                                                                                 \
+  }                                                                                                                   \
+  template <typename A, int ACT, int SAVED, bool CLAMP>                                                               \
+  TARGET void backward_block##SUFFIX(const A* __restrict__ dy, const A* __restrict__ s, A* __restrict__ dx,           \
+                                     int64_t n, const Params<A>& p) {                                                 \
+    const A alpha = p.alpha, gain = p.gain, inv_gain = p.inv_gain, c = p.clamp, neg = p.negative;                     \
+    if constexpr (SAVED == kSavedY && ACT == kBaLinear) {                                                             \
+      for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * gain;                                                           \
+    } else {                                                                                                          \
+      for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * BA_FACTOR(s[i]);                                                \
+    }                                                                                                                 \
+  }                                                                                                                   \
+  template <typename A, int ACT, int SAVED, bool CLAMP>                                                               \
+  TARGET void grad2_dy_block##SUFFIX(const A* __restrict__ u, const A* __restrict__ s, A* __restrict__ g_dy,          \
+                                     int64_t n, const Params<A>& p) {                                                 \
+    const A alpha = p.alpha, gain = p.gain, inv_gain = p.inv_gain, c = p.clamp, neg = p.negative;                     \
+    if constexpr (SAVED == kSavedY && ACT == kBaLinear) {                                                             \
+      for (int64_t i = 0; i < n; ++i) g_dy[i] = u[i] * gain;                                                          \
+    } else {                                                                                                          \
+      for (int64_t i = 0; i < n; ++i) g_dy[i] = u[i] * BA_FACTOR(s[i]);                                               \
+    }                                                                                                                 \
+  }                                                                                                                   \
+  template <typename A, int ACT, int SAVED, bool CLAMP>                                                               \
+  TARGET void grad2_s_block##SUFFIX(const A* __restrict__ u, const A* __restrict__ dy, const A* __restrict__ s,       \
+                                    A* __restrict__ g_dy, A* __restrict__ g_s, int64_t n, const Params<A>& p) {       \
+    const A alpha = p.alpha, gain = p.gain, inv_gain = p.inv_gain, c = p.clamp, neg = p.negative;                     \
+    if (g_dy != nullptr) {                                                                                            \
+      for (int64_t i = 0; i < n; ++i) {                                                                               \
+        g_dy[i] = u[i] * BA_FACTOR(s[i]);                                                                             \
+        g_s[i] = u[i] * dy[i] * BA_SLOPE(s[i]);                                                                       \
+      }                                                                                                               \
+    } else {                                                                                                          \
+      for (int64_t i = 0; i < n; ++i) {                                                                               \
+        g_s[i] = u[i] * dy[i] * BA_SLOPE(s[i]);                                                                       \
+      }                                                                                                               \
+    }                                                                                                                 \
+  }
+
+BA_BLOCK_FUNCTIONS(_base, )
+#if defined(__x86_64__) && defined(__GNUC__)
+#define BA_HAVE_AVX2 1
+BA_BLOCK_FUNCTIONS(_avx2, __attribute__((target("avx2,fma"))))
+#endif
+
+template <typename A, int ACT, int SAVED, bool CLAMP>
+Blocks<A> blocks_for(bool avx2) {
+  Blocks<A> b{};
+#ifdef BA_HAVE_AVX2
+  if (avx2) {
+    b.forward = &forward_block_avx2<A, ACT, CLAMP>;
+    b.backward = &backward_block_avx2<A, ACT, SAVED, CLAMP>;
+    b.grad2_dy = &grad2_dy_block_avx2<A, ACT, SAVED, CLAMP>;
+    b.grad2_s = &grad2_s_block_avx2<A, ACT, SAVED, CLAMP>;
+    return b;
+  }
+#endif
+  (void)avx2;
+  b.forward = &forward_block_base<A, ACT, CLAMP>;
+  b.backward = &backward_block_base<A, ACT, SAVED, CLAMP>;
+  b.grad2_dy = &grad2_dy_block_base<A, ACT, SAVED, CLAMP>;
+  b.grad2_s = &grad2_s_block_base<A, ACT, SAVED, CLAMP>;
+  return b;
+}
+
+bool cpu_has_avx2() {
+#ifdef BA_HAVE_AVX2
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return has;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+}  // namespace fastgan
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
+
+namespace fastgan {
+namespace {
+
+template <typename Fn>
+void dispatch_act(int act, Fn&& fn) {
+  switch (act) {
+    case kBaLinear: fn(std::integral_constant<int, kBaLinear>{}); break;
+    case kBaRelu: fn(std::integral_constant<int, kBaRelu>{}); break;
+    case kBaLrelu: fn(std::integral_constant<int, kBaLrelu>{}); break;
+    case kBaTanh: fn(std::integral_constant<int, kBaTanh>{}); break;
+    case kBaSigmoid: fn(std::integral_constant<int, kBaSigmoid>{}); break;
+    case kBaElu: fn(std::integral_constant<int, kBaElu>{}); break;
+    case kBaSelu: fn(std::integral_constant<int, kBaSelu>{}); break;
+    case kBaSoftplus: fn(std::integral_constant<int, kBaSoftplus>{}); break;
+    case kBaSilu: fn(std::integral_constant<int, kBaSilu>{}); break;
+    case kBaGelu: fn(std::integral_constant<int, kBaGelu>{}); break;
+    case kBaGeluTanh: fn(std::integral_constant<int, kBaGeluTanh>{}); break;
+    default: throw std::invalid_argument("fastgan: bias_act: unknown activation code");
+  }
+}
+
+// The maths blocks of one call. kSavedY never has a clamp (the Python side saves x when clamping).
+template <typename A>
+Blocks<A> select_blocks(const BiasActParams& p) {
+  const bool avx2 = cpu_has_avx2();
+  const bool clamp = p.clamp >= 0.0;
+  Blocks<A> out{};
+  dispatch_act(p.act, [&](auto act_tag) {
+    constexpr int ACT = decltype(act_tag)::value;
+    if (p.saved == kSavedY) {
+      if constexpr (kYForm<ACT>) {
+        if (clamp) throw std::invalid_argument("fastgan: bias_act: a clamp needs saved=x");
+        out = blocks_for<A, ACT, kSavedY, false>(avx2);
+      } else {
+        throw std::invalid_argument("fastgan: bias_act: this activation cannot recompute its derivative from y");
+      }
+    } else {
+      out = clamp ? blocks_for<A, ACT, kSavedX, true>(avx2) : blocks_for<A, ACT, kSavedX, false>(avx2);
+    }
+  });
+  return out;
+}
+
+// ---- storage <-> accumulation type
+
+// A pointer to n values of type A: the storage itself when T is A, else `buffer` filled with the converted values.
+template <typename T, typename A>
+BA_INLINE const A* as_acc(const T* p, int64_t n, A* buffer) {
+  if constexpr (std::is_same<T, A>::value) {
+    (void)n;
+    (void)buffer;
+    return p;
+  } else {
+    for (int64_t i = 0; i < n; ++i) buffer[i] = static_cast<A>(p[i]);
+    return buffer;
+  }
+}
+
+// Where to write n results of type A for storage p: p itself when T is A, else `buffer` (then store_acc).
+template <typename T, typename A>
+BA_INLINE A* out_acc(T* p, A* buffer) {
+  if constexpr (std::is_same<T, A>::value) {
+    (void)buffer;
+    return p;
+  } else {
+    return buffer;
+  }
+}
+
+template <typename T, typename A>
+BA_INLINE void store_acc(const A* buffer, T* p, int64_t n) {
+  if constexpr (!std::is_same<T, A>::value) {
+    for (int64_t i = 0; i < n; ++i) p[i] = static_cast<T>(buffer[i]);
+  }
+}
+
+// z = x + bias (scalar bs, or the vector bv[0..n) when not null)
+template <typename T, typename A>
+BA_INLINE void load_z(const T* x, int64_t n, A bs, const A* bv, A* z) {
+  if (bv != nullptr) {
+    for (int64_t i = 0; i < n; ++i) z[i] = static_cast<A>(x[i]) + bv[i];
+  } else {
+    for (int64_t i = 0; i < n; ++i) z[i] = static_cast<A>(x[i]) + bs;
   }
 }
 
 constexpr int kLanes = 16;
 
+// Sum of n values with 16 independent partial sums (vectorises without -ffast-math, rounds less).
 template <typename A>
-inline A sum_lanes(const A* lanes) {
-  A a[kLanes / 2];
-  for (int k = 0; k < kLanes / 2; ++k) a[k] = lanes[k] + lanes[k + kLanes / 2];
-  return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
-}
-
-// ---- spans: n consecutive elements; VB: the bias is the vector bv[0..n) (columns traversal), else the scalar bs.
-// RED: return the span's sum of the reduced value (rows) or add it to colsum[0..n) (columns).
-
-template <typename T, int ACT, bool VB>
-void forward_span(const T* __restrict__ x, T* __restrict__ y, int64_t n, acc_t<T> bs,
-                  const acc_t<T>* __restrict__ bv, const Params<acc_t<T>>& params) {
-  using A = acc_t<T>;
-  const Params<A> p = params;
-  for (int64_t i = 0; i < n; ++i) {
-    const A z = static_cast<A>(x[i]) + (VB ? bv[i] : bs);
-    y[i] = static_cast<T>(out_value<ACT>(z, p));
-  }
-}
-
-template <typename T, int ACT, int SAVED, bool VB, bool RED>
-acc_t<T> backward_span(const T* __restrict__ dy, const T* __restrict__ s, T* __restrict__ dx, int64_t n, acc_t<T> bs,
-                       const acc_t<T>* __restrict__ bv, const Params<acc_t<T>>& params, acc_t<T>* __restrict__ colsum) {
-  using A = acc_t<T>;
-  const Params<A> p = params;
-  auto grad = [&](int64_t j) -> A {
-    if constexpr (ACT == kBaLinear && SAVED == kSavedY) {
-      return static_cast<A>(dy[j]) * p.gain;  // nothing saved
-    } else if constexpr (SAVED == kSavedY) {
-      return static_cast<A>(dy[j]) * factor<ACT, SAVED>(static_cast<A>(s[j]), p);
-    } else {
-      return static_cast<A>(dy[j]) * factor<ACT, SAVED>(static_cast<A>(s[j]) + (VB ? bv[j] : bs), p);
-    }
-  };
-  int64_t i = 0;
+A block_sum(const A* v, int64_t n) {
   A lanes[kLanes] = {};
-  if constexpr (RED && !VB) {
-    // Independent partial sums: vectorises without -ffast-math, and rounds less than one running sum.
-    for (; i + kLanes <= n; i += kLanes) {
-      for (int k = 0; k < kLanes; ++k) {
-        const A d = grad(i + k);
-        dx[i + k] = static_cast<T>(d);
-        lanes[k] += d;
-      }
-    }
-  }
-  for (; i < n; ++i) {
-    const A d = grad(i);
-    dx[i] = static_cast<T>(d);
-    if constexpr (RED) {
-      if constexpr (VB) {
-        colsum[i] += d;
-      } else {
-        lanes[0] += d;
-      }
-    }
-  }
-  return (RED && !VB) ? sum_lanes(lanes) : A(0);
-}
-
-template <typename T, int ACT, int SAVED, bool VB, bool RED>
-acc_t<T> grad2_span(const T* __restrict__ u, const T* __restrict__ dy, const T* __restrict__ s, T* __restrict__ g_dy,
-                    T* __restrict__ g_s, int64_t n, acc_t<T> bs, const acc_t<T>* __restrict__ bv,
-                    const Params<acc_t<T>>& params, acc_t<T>* __restrict__ colsum) {
-  using A = acc_t<T>;
-  const Params<A> p = params;
-  const bool want_dy = g_dy != nullptr, want_s = g_s != nullptr;
-  auto saved = [&](int64_t j) -> A {
-    if constexpr (SAVED == kSavedY) {
-      if constexpr (ACT == kBaLinear) {
-        return A(0);
-      } else {
-        return static_cast<A>(s[j]);
-      }
-    } else {
-      return static_cast<A>(s[j]) + (VB ? bv[j] : bs);
-    }
-  };
-  auto slope_term = [&](int64_t j, A sv) -> A {
-    return static_cast<A>(u[j]) * static_cast<A>(dy[j]) * factor_slope<ACT, SAVED>(sv, p);
-  };
   int64_t i = 0;
-  A lanes[kLanes] = {};
-  if constexpr (RED && !VB) {
-    for (; i + kLanes <= n; i += kLanes) {
-      for (int k = 0; k < kLanes; ++k) {
-        const A sv = saved(i + k);
-        if (want_dy) g_dy[i + k] = static_cast<T>(static_cast<A>(u[i + k]) * factor<ACT, SAVED>(sv, p));
-        const A g = slope_term(i + k, sv);
-        if (want_s) g_s[i + k] = static_cast<T>(g);
-        lanes[k] += g;
-      }
-    }
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int k = 0; k < kLanes; ++k) lanes[k] += v[i + k];
   }
-  for (; i < n; ++i) {
-    const A sv = saved(i);
-    if (want_dy) g_dy[i] = static_cast<T>(static_cast<A>(u[i]) * factor<ACT, SAVED>(sv, p));
-    if constexpr (bias_act_piecewise_linear(ACT)) {
-      continue;  // the second derivative is zero: nothing to write or sum
-    } else {
-      if (want_s || RED) {
-        const A g = slope_term(i, sv);
-        if (want_s) g_s[i] = static_cast<T>(g);
-        if constexpr (RED) {
-          if constexpr (VB) {
-            colsum[i] += g;
-          } else {
-            lanes[0] += g;
-          }
-        }
-      }
-    }
-  }
-  return (RED && !VB) ? sum_lanes(lanes) : A(0);
+  for (; i < n; ++i) lanes[i % kLanes] += v[i];
+  A half[kLanes / 2];
+  for (int k = 0; k < kLanes / 2; ++k) half[k] = lanes[k] + lanes[k + kLanes / 2];
+  return ((half[0] + half[4]) + (half[2] + half[6])) + ((half[1] + half[5]) + (half[3] + half[7]));
 }
 
-// ---- traversal: calls span_rows(offset, n, bias scalar) -> sum, or span_cols(offset, colsum) for whole rows of
-// `channels` elements, in parallel, and adds the reduced values per channel (deterministically) into `sums`.
-template <typename A, typename Rows, typename Cols>
-void traverse(BiasActLayout layout, const A* bias, bool reduce, std::vector<double>& sums, Rows&& span_rows,
-              Cols&& span_cols) {
+template <typename A>
+BA_INLINE void add_columns(const A* v, int64_t n, A* colsum) {
+  for (int64_t i = 0; i < n; ++i) colsum[i] += v[i];
+}
+
+// ---- traversal: calls span(offset, n, bias scalar, bias vector or null, colsum or null) -> sum of the reduced
+// values (rows), in parallel, and adds the reduced values per channel (deterministically) into `sums`.
+template <typename A, typename Span>
+void traverse(BiasActLayout layout, const A* bias, bool reduce, std::vector<double>& sums, Span&& span) {
   const int64_t channels = layout.channels, inner = layout.inner, outer = layout.outer;
   const int64_t total = outer * channels * inner;
   if (reduce) sums.assign(channels, 0.0);
@@ -261,7 +407,7 @@ void traverse(BiasActLayout layout, const A* bias, bool reduce, std::vector<doub
     at::parallel_for(0, (total + kCpuChunk - 1) / kCpuChunk, 1, [&](int64_t begin, int64_t end) {
       for (int64_t t = begin; t < end; ++t) {
         const int64_t start = t * kCpuChunk;
-        span_rows(start, std::min(kCpuChunk, total - start), A(0));
+        span(start, std::min(kCpuChunk, total - start), A(0), nullptr, nullptr);
       }
     });
     return;
@@ -275,7 +421,7 @@ void traverse(BiasActLayout layout, const A* bias, bool reduce, std::vector<doub
       for (int64_t b = begin; b < end; ++b) {
         A* colsum = reduce ? partial.data() + b * channels : nullptr;
         const int64_t row_end = std::min(outer, (b + 1) * rows_per_block);
-        for (int64_t row = b * rows_per_block; row < row_end; ++row) span_cols(row * channels, colsum);
+        for (int64_t row = b * rows_per_block; row < row_end; ++row) span(row * channels, channels, A(0), bias, colsum);
       }
     });
     if (reduce) {
@@ -295,7 +441,7 @@ void traverse(BiasActLayout layout, const A* bias, bool reduce, std::vector<doub
       const int64_t row = t / chunks, chunk = t % chunks;
       const int64_t start = chunk * kCpuChunk;
       const A b = bias != nullptr ? bias[row % channels] : A(0);
-      const A s = span_rows(row * inner + start, std::min(kCpuChunk, inner - start), b);
+      const A s = span(row * inner + start, std::min(kCpuChunk, inner - start), b, nullptr, nullptr);
       if (reduce) partial[t] = s;
     }
   });
@@ -320,164 +466,151 @@ void store_sums(const std::vector<double>& sums, void* out) {
   for (size_t c = 0; c < sums.size(); ++c) o[c] = static_cast<T>(static_cast<acc_t<T>>(sums[c]));
 }
 
-template <typename Fn>
-void dispatch_act(int act, Fn&& fn) {
-  switch (act) {
-    case kBaLinear: fn(std::integral_constant<int, kBaLinear>{}); break;
-    case kBaRelu: fn(std::integral_constant<int, kBaRelu>{}); break;
-    case kBaLrelu: fn(std::integral_constant<int, kBaLrelu>{}); break;
-    case kBaTanh: fn(std::integral_constant<int, kBaTanh>{}); break;
-    case kBaSigmoid: fn(std::integral_constant<int, kBaSigmoid>{}); break;
-    case kBaElu: fn(std::integral_constant<int, kBaElu>{}); break;
-    case kBaSelu: fn(std::integral_constant<int, kBaSelu>{}); break;
-    case kBaSoftplus: fn(std::integral_constant<int, kBaSoftplus>{}); break;
-    case kBaSilu: fn(std::integral_constant<int, kBaSilu>{}); break;
-    case kBaGelu: fn(std::integral_constant<int, kBaGelu>{}); break;
-    case kBaGeluTanh: fn(std::integral_constant<int, kBaGeluTanh>{}); break;
-    default: throw std::invalid_argument("fastgan: bias_act: unknown activation code");
+// The reduced value of a block: its sum (rows) or added into the column sums (columns).
+template <typename A>
+BA_INLINE A reduce_block(const A* v, int64_t n, A* colsum) {
+  if (colsum != nullptr) {
+    add_columns(v, n, colsum);
+    return A(0);
   }
+  return block_sum(v, n);
 }
 
-// Calls fn(act tag, saved tag) for the valid (activation, saved form) pairs.
-template <typename Fn>
-void dispatch_act_saved(const BiasActParams& p, Fn&& fn) {
-  dispatch_act(p.act, [&](auto act_tag) {
-    constexpr int ACT = decltype(act_tag)::value;
-    if (p.saved == kSavedY) {
-      if constexpr (kYForm<ACT>) {
-        fn(act_tag, std::integral_constant<int, kSavedY>{});
-      } else {
-        throw std::invalid_argument("fastgan: bias_act: this activation cannot recompute its derivative from y");
-      }
+template <typename T>
+void forward_impl(const void* x, const void* bias, BiasActLayout layout, const BiasActParams& params, void* y) {
+  using A = acc_t<T>;
+  const T* xp = static_cast<const T*>(x);
+  T* yp = static_cast<T*>(y);
+  const std::vector<A> b = bias_to_acc<T>(bias, layout.channels);
+  const Params<A> p = make_params<A>(params);
+  const Blocks<A> blocks = select_blocks<A>(params);
+  std::vector<double> unused;
+  traverse<A>(layout, bias != nullptr ? b.data() : nullptr, false, unused,
+              [&](int64_t off, int64_t n, A bs, const A* bv, A*) {
+                alignas(64) A zb[kBlock], yb[kBlock];
+                for (int64_t i0 = 0; i0 < n; i0 += kBlock) {
+                  const int64_t m = std::min(kBlock, n - i0);
+                  load_z(xp + off + i0, m, bs, bv != nullptr ? bv + i0 : nullptr, zb);
+                  A* out = out_acc<T, A>(yp + off + i0, yb);
+                  blocks.forward(zb, out, m, p);
+                  store_acc<T, A>(out, yp + off + i0, m);
+                }
+                return A(0);
+              });
+}
+
+template <typename T>
+void backward_impl(const void* dy, const void* x, const void* bias, const void* y, BiasActLayout layout,
+                   const BiasActParams& params, void* dx, void* db) {
+  using A = acc_t<T>;
+  const T* dyp = static_cast<const T*>(dy);
+  const bool saved_x = params.saved == kSavedX;
+  const T* sp = static_cast<const T*>(saved_x ? x : y);
+  T* dxp = static_cast<T*>(dx);
+  const bool reduce = db != nullptr;
+  std::vector<A> b = bias_to_acc<T>(saved_x ? bias : nullptr, layout.channels);
+  if (b.empty() && reduce) b.assign(layout.channels, A(0));  // the columns traversal walks a bias vector
+  const Params<A> p = make_params<A>(params);
+  const Blocks<A> blocks = select_blocks<A>(params);
+  std::vector<double> sums;
+  traverse<A>(layout, b.empty() ? nullptr : b.data(), reduce, sums,
+              [&](int64_t off, int64_t n, A bs, const A* bv, A* colsum) {
+                alignas(64) A dyb[kBlock], sb[kBlock], dxb[kBlock];
+                A total = A(0);
+                for (int64_t i0 = 0; i0 < n; i0 += kBlock) {
+                  const int64_t m = std::min(kBlock, n - i0);
+                  const A* d = as_acc<T, A>(dyp + off + i0, m, dyb);
+                  const A* s = nullptr;
+                  if (saved_x) {
+                    load_z(sp + off + i0, m, bs, bv != nullptr ? bv + i0 : nullptr, sb);
+                    s = sb;
+                  } else if (sp != nullptr) {
+                    s = as_acc<T, A>(sp + off + i0, m, sb);
+                  }
+                  A* out = out_acc<T, A>(dxp + off + i0, dxb);
+                  blocks.backward(d, s, out, m, p);
+                  if (reduce) total += reduce_block(out, m, colsum != nullptr ? colsum + i0 : nullptr);
+                  store_acc<T, A>(out, dxp + off + i0, m);
+                }
+                return total;
+              });
+  if (reduce) store_sums<T>(sums, db);
+}
+
+template <typename T>
+void grad2_impl(const void* u, const void* dy, const void* x, const void* bias, const void* y, BiasActLayout layout,
+                const BiasActParams& params, void* g_dy, void* g_s, void* g_b) {
+  using A = acc_t<T>;
+  const T* up = static_cast<const T*>(u);
+  const T* dyp = static_cast<const T*>(dy);
+  const bool saved_x = params.saved == kSavedX;
+  const T* sp = static_cast<const T*>(saved_x ? x : y);
+  T* gdyp = static_cast<T*>(g_dy);
+  const bool smooth = !bias_act_piecewise_linear(params.act);
+  T* gsp = smooth ? static_cast<T*>(g_s) : nullptr;  // zero for linear/relu/lrelu: never asked for
+  const bool reduce = g_b != nullptr && saved_x && smooth;
+  const bool slope = gsp != nullptr || reduce;
+  std::vector<A> b = bias_to_acc<T>(saved_x ? bias : nullptr, layout.channels);
+  if (b.empty() && reduce) b.assign(layout.channels, A(0));
+  const Params<A> p = make_params<A>(params);
+  const Blocks<A> blocks = select_blocks<A>(params);
+  std::vector<double> sums;
+  if (gdyp != nullptr || slope) {
+    traverse<A>(layout, b.empty() ? nullptr : b.data(), reduce, sums,
+                [&](int64_t off, int64_t n, A bs, const A* bv, A* colsum) {
+                  alignas(64) A ub[kBlock], dyb[kBlock], sb[kBlock], gdyb[kBlock], gsb[kBlock];
+                  A total = A(0);
+                  for (int64_t i0 = 0; i0 < n; i0 += kBlock) {
+                    const int64_t m = std::min(kBlock, n - i0);
+                    const A* uu = as_acc<T, A>(up + off + i0, m, ub);
+                    const A* s = nullptr;
+                    if (saved_x) {
+                      load_z(sp + off + i0, m, bs, bv != nullptr ? bv + i0 : nullptr, sb);
+                      s = sb;
+                    } else if (sp != nullptr) {
+                      s = as_acc<T, A>(sp + off + i0, m, sb);
+                    }
+                    A* out_dy = gdyp != nullptr ? out_acc<T, A>(gdyp + off + i0, gdyb) : nullptr;
+                    if (slope) {
+                      const A* d = as_acc<T, A>(dyp + off + i0, m, dyb);
+                      A* out_s = gsp != nullptr ? out_acc<T, A>(gsp + off + i0, gsb) : gsb;
+                      blocks.grad2_s(uu, d, s, out_dy, out_s, m, p);
+                      if (reduce) total += reduce_block(out_s, m, colsum != nullptr ? colsum + i0 : nullptr);
+                      if (gsp != nullptr) store_acc<T, A>(out_s, gsp + off + i0, m);
+                    } else {
+                      blocks.grad2_dy(uu, s, out_dy, m, p);
+                    }
+                    if (out_dy != nullptr) store_acc<T, A>(out_dy, gdyp + off + i0, m);
+                  }
+                  return total;
+                });
+  }
+  if (g_b != nullptr) {
+    if (reduce) {
+      store_sums<T>(sums, g_b);
     } else {
-      fn(act_tag, std::integral_constant<int, kSavedX>{});
+      T* o = static_cast<T*>(g_b);
+      for (int64_t c = 0; c < layout.channels; ++c) o[c] = static_cast<T>(0.0f);
     }
-  });
+  }
 }
 
 }  // namespace
 
 void bias_act_forward_cpu(DType dtype, const void* x, const void* bias, BiasActLayout layout,
                           const BiasActParams& params, void* y) {
-  dispatch_cpu(dtype, [&](auto tag) {
-    using T = decltype(tag);
-    using A = acc_t<T>;
-    const T* xp = static_cast<const T*>(x);
-    T* yp = static_cast<T*>(y);
-    const std::vector<A> b = bias_to_acc<T>(bias, layout.channels);
-    const A* bp = bias != nullptr ? b.data() : nullptr;
-    const Params<A> p = make_params<A>(params);
-    std::vector<double> unused;
-    dispatch_act(params.act, [&](auto act_tag) {
-      constexpr int ACT = decltype(act_tag)::value;
-      traverse<A>(
-          layout, bp, false, unused,
-          [&](int64_t off, int64_t n, A bs) {
-            forward_span<T, ACT, false>(xp + off, yp + off, n, bs, nullptr, p);
-            return A(0);
-          },
-          [&](int64_t off, A*) { forward_span<T, ACT, true>(xp + off, yp + off, layout.channels, A(0), bp, p); });
-    });
-  });
+  dispatch_cpu(dtype, [&](auto tag) { forward_impl<decltype(tag)>(x, bias, layout, params, y); });
 }
 
 void bias_act_backward_cpu(DType dtype, const void* dy, const void* x, const void* bias, const void* y,
                            BiasActLayout layout, const BiasActParams& params, void* dx, void* db) {
-  dispatch_cpu(dtype, [&](auto tag) {
-    using T = decltype(tag);
-    using A = acc_t<T>;
-    const T* dyp = static_cast<const T*>(dy);
-    const T* sp = static_cast<const T*>(params.saved == kSavedY ? y : x);
-    T* dxp = static_cast<T*>(dx);
-    const std::vector<A> b = bias_to_acc<T>(params.saved == kSavedX ? bias : nullptr, layout.channels);
-    const bool reduce = db != nullptr;
-    // The traversal needs the bias vector (columns) when there is a bias to add or a bias gradient to sum.
-    std::vector<A> zeros;
-    const A* bp = b.empty() ? nullptr : b.data();
-    if (bp == nullptr && reduce) {
-      zeros.assign(layout.channels, A(0));
-      bp = zeros.data();
-    }
-    const Params<A> p = make_params<A>(params);
-    std::vector<double> sums;
-    dispatch_act_saved(params, [&](auto act_tag, auto saved_tag) {
-      constexpr int ACT = decltype(act_tag)::value;
-      constexpr int SAVED = decltype(saved_tag)::value;
-      auto rows = [&](int64_t off, int64_t n, A bs) -> A {
-        const T* s = sp == nullptr ? nullptr : sp + off;
-        if (reduce) {
-          return backward_span<T, ACT, SAVED, false, true>(dyp + off, s, dxp + off, n, bs, nullptr, p, nullptr);
-        }
-        return backward_span<T, ACT, SAVED, false, false>(dyp + off, s, dxp + off, n, bs, nullptr, p, nullptr);
-      };
-      auto cols = [&](int64_t off, A* colsum) {
-        const T* s = sp == nullptr ? nullptr : sp + off;
-        if (reduce) {
-          backward_span<T, ACT, SAVED, true, true>(dyp + off, s, dxp + off, layout.channels, A(0), bp, p, colsum);
-        } else {
-          backward_span<T, ACT, SAVED, true, false>(dyp + off, s, dxp + off, layout.channels, A(0), bp, p, nullptr);
-        }
-      };
-      traverse<A>(layout, bp, reduce, sums, rows, cols);
-    });
-    if (reduce) store_sums<T>(sums, db);
-  });
+  dispatch_cpu(dtype, [&](auto tag) { backward_impl<decltype(tag)>(dy, x, bias, y, layout, params, dx, db); });
 }
 
 void bias_act_grad2_cpu(DType dtype, const void* u, const void* dy, const void* x, const void* bias, const void* y,
                         BiasActLayout layout, const BiasActParams& params, void* g_dy, void* g_s, void* g_b) {
-  dispatch_cpu(dtype, [&](auto tag) {
-    using T = decltype(tag);
-    using A = acc_t<T>;
-    const T* up = static_cast<const T*>(u);
-    const T* dyp = static_cast<const T*>(dy);
-    const T* sp = static_cast<const T*>(params.saved == kSavedY ? y : x);
-    T* gdyp = static_cast<T*>(g_dy);
-    T* gsp = static_cast<T*>(g_s);
-    const bool reduce = g_b != nullptr && params.saved == kSavedX && !bias_act_piecewise_linear(params.act);
-    const std::vector<A> b = bias_to_acc<T>(params.saved == kSavedX ? bias : nullptr, layout.channels);
-    std::vector<A> zeros;
-    const A* bp = b.empty() ? nullptr : b.data();
-    if (bp == nullptr && reduce) {
-      zeros.assign(layout.channels, A(0));
-      bp = zeros.data();
-    }
-    if (bias_act_piecewise_linear(params.act)) gsp = nullptr;  // zero: the caller never asks for it
-    const Params<A> p = make_params<A>(params);
-    std::vector<double> sums;
-    dispatch_act_saved(params, [&](auto act_tag, auto saved_tag) {
-      constexpr int ACT = decltype(act_tag)::value;
-      constexpr int SAVED = decltype(saved_tag)::value;
-      auto ptr = [](const T* base, int64_t off) { return base == nullptr ? nullptr : base + off; };
-      auto mptr = [](T* base, int64_t off) { return base == nullptr ? nullptr : base + off; };
-      auto rows = [&](int64_t off, int64_t n, A bs) -> A {
-        if (reduce) {
-          return grad2_span<T, ACT, SAVED, false, true>(up + off, ptr(dyp, off), ptr(sp, off), mptr(gdyp, off),
-                                                        mptr(gsp, off), n, bs, nullptr, p, nullptr);
-        }
-        return grad2_span<T, ACT, SAVED, false, false>(up + off, ptr(dyp, off), ptr(sp, off), mptr(gdyp, off),
-                                                       mptr(gsp, off), n, bs, nullptr, p, nullptr);
-      };
-      auto cols = [&](int64_t off, A* colsum) {
-        if (reduce) {
-          grad2_span<T, ACT, SAVED, true, true>(up + off, ptr(dyp, off), ptr(sp, off), mptr(gdyp, off),
-                                                mptr(gsp, off), layout.channels, A(0), bp, p, colsum);
-        } else {
-          grad2_span<T, ACT, SAVED, true, false>(up + off, ptr(dyp, off), ptr(sp, off), mptr(gdyp, off),
-                                                 mptr(gsp, off), layout.channels, A(0), bp, p, nullptr);
-        }
-      };
-      traverse<A>(layout, bp, reduce, sums, rows, cols);
-    });
-    if (g_b != nullptr) {
-      if (reduce) {
-        store_sums<T>(sums, g_b);
-      } else {
-        T* o = static_cast<T*>(g_b);
-        for (int64_t c = 0; c < layout.channels; ++c) o[c] = static_cast<T>(0.0f);
-      }
-    }
-  });
+  dispatch_cpu(dtype,
+               [&](auto tag) { grad2_impl<decltype(tag)>(u, dy, x, bias, y, layout, params, g_dy, g_s, g_b); });
 }
 
 }  // namespace fastgan

@@ -1,6 +1,7 @@
 // CPU kernels of gan_loss: the forward reads each logit once and writes the loss and (when asked) the gradient;
-// the backward is one scaling pass. Chunked partial sums combined in a fixed order: deterministic for any number
-// of threads.
+// the backward is one scaling pass. Work goes in chunks of kCpuChunk logits (threads), each in blocks of kBlock
+// (vectorised loops over stack arrays, see gan_loss_cpu_math.h); partial sums are combined in a fixed order, so the
+// result does not depend on the number of threads.
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -8,8 +9,49 @@
 
 #include "common/cpu.h"
 #include "gan_loss/gan_loss.h"
+#include "gan_loss/gan_loss_cpu_math.h"
 
 namespace fastgan {
+namespace {
+
+constexpr int64_t kBlock = 256;
+
+// One block of a separable loss over real logits only or fake logits only (concatenated index space).
+template <typename T, typename A>
+void one_sided_block(bool real_side, int kind, int player, const T* x, int64_t n, A ta, A tb, A tc, A* loss,
+                     A* d) {
+  A xa[kBlock], e[kBlock], l[kBlock];
+  cpu::load(x, n, xa);
+  if (cpu::uses_softplus(kind)) cpu::softplus_parts(xa, n, e, l);
+  if (real_side) {
+    cpu::real_terms(kind, xa, e, l, n, tb, loss, d);
+  } else {
+    cpu::fake_terms(kind, player, xa, e, l, n, ta, tc, loss, d);
+  }
+}
+
+// One block of pairs (r[i], f[i]): relativistic, or the discriminator's per-sample loss.
+template <typename T, typename A>
+void paired_block(int kind, int player, const T* r, const T* f, int64_t n, A ta, A tb, A tc, A* loss, A* dr, A* df) {
+  A ra[kBlock], fa[kBlock], e[kBlock], l[kBlock];
+  cpu::load(r, n, ra);
+  cpu::load(f, n, fa);
+  if (kind == kRelativistic) {
+    for (int64_t i = 0; i < n; ++i) fa[i] -= ra[i];  // x = f - r
+    cpu::softplus_parts(fa, n, e, l);
+    cpu::relativistic_terms(player, fa, e, l, n, loss, df);
+    for (int64_t i = 0; i < n; ++i) dr[i] = -df[i];
+    return;
+  }
+  A loss_f[kBlock];
+  if (cpu::uses_softplus(kind)) cpu::softplus_parts(ra, n, e, l);
+  cpu::real_terms(kind, ra, e, l, n, tb, loss, dr);
+  if (cpu::uses_softplus(kind)) cpu::softplus_parts(fa, n, e, l);
+  cpu::fake_terms(kind, player, fa, e, l, n, ta, tc, loss_f, df);
+  for (int64_t i = 0; i < n; ++i) loss[i] += loss_f[i];
+}
+
+}  // namespace
 
 void gan_loss_forward_cpu(DType dtype, const void* real, int64_t n_real, const void* fake, int64_t n_fake,
                           bool paired, int kind, int player, int reduction, double a, double b, double c, void* loss,
@@ -33,34 +75,34 @@ void gan_loss_forward_cpu(DType dtype, const void* real, int64_t n_real, const v
     const int64_t chunks = std::max<int64_t>(1, (total + kCpuChunk - 1) / kCpuChunk);
     // [chunk][real sum, fake sum]: real and fake terms are scaled apart (their counts may differ).
     std::vector<A> partial(2 * chunks, A(0));
-    at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    // grain 2: a single chunk (every batch of logits below 16k) runs inline, without waking a thread.
+    at::parallel_for(0, chunks, 2, [&](int64_t begin, int64_t end) {
+      A lo_buf[kBlock], d1[kBlock], d2[kBlock];
       for (int64_t chunk = begin; chunk < end; ++chunk) {
-        const int64_t lo = chunk * kCpuChunk, hi = std::min(total, lo + kCpuChunk);
+        const int64_t chunk_lo = chunk * kCpuChunk, chunk_hi = std::min(total, chunk_lo + kCpuChunk);
         A sum_r = A(0), sum_f = A(0);
-        if (paired) {
-          for (int64_t i = lo; i < hi; ++i) {
-            A l, dr, df;
-            gan_pair_term<A>(kind, player, static_cast<A>(r[i]), static_cast<A>(f[i]), ta, tb, tc, l, dr, df);
-            if (none) out[i] = l; else sum_f += l;
+        for (int64_t lo = chunk_lo; lo < chunk_hi;) {
+          int64_t hi = std::min(chunk_hi, lo + kBlock);
+          A* l = none ? out + lo : lo_buf;
+          if (paired) {
+            paired_block<T, A>(kind, player, r + lo, f + lo, hi - lo, ta, tb, tc, l, d1, d2);
+            sum_f += cpu::sum(l, hi - lo);
             if (g) {
-              g[i] = dr * scale_r;
-              g[n_real + i] = df * scale_f;
+              for (int64_t i = 0; i < hi - lo; ++i) g[lo + i] = d1[i] * scale_r;
+              for (int64_t i = 0; i < hi - lo; ++i) g[n_real + lo + i] = d2[i] * scale_f;
+            }
+          } else {
+            const bool real_side = lo < n_real;
+            if (real_side) hi = std::min(hi, n_real);  // a block never straddles the real/fake boundary
+            const T* src = real_side ? r + lo : f + (lo - n_real);
+            one_sided_block<T, A>(real_side, kind, player, src, hi - lo, ta, tb, tc, l, d1);
+            (real_side ? sum_r : sum_f) += cpu::sum(l, hi - lo);
+            if (g) {
+              const A scale = real_side ? scale_r : scale_f;
+              for (int64_t i = 0; i < hi - lo; ++i) g[lo + i] = d1[i] * scale;
             }
           }
-        } else {
-          const int64_t split = std::min(hi, std::max(lo, n_real));
-          for (int64_t i = lo; i < split; ++i) {
-            A l, d;
-            gan_real_term<A>(kind, static_cast<A>(r[i]), tb, l, d);
-            if (none) out[i] = l; else sum_r += l;
-            if (g) g[i] = d * scale_r;
-          }
-          for (int64_t i = split; i < hi; ++i) {
-            A l, d;
-            gan_fake_term<A>(kind, player, static_cast<A>(f[i - n_real]), ta, tc, l, d);
-            if (none) out[i] = l; else sum_f += l;
-            if (g) g[i] = d * scale_f;
-          }
+          lo = hi;
         }
         partial[2 * chunk] = sum_r;
         partial[2 * chunk + 1] = sum_f;

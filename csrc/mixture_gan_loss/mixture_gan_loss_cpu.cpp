@@ -1,7 +1,9 @@
 // CPU kernels of mixture_gan_loss. Forward: one pass over the logits computes, for every (generator i,
-// discriminator j) pair, both players' per-pair mean losses and (when asked) every logit's gradient at once; a
-// serial O(T_g T_d) epilogue forms the weighted losses, the regulariser and the weight-logit gradients. Work items
-// are (j, chunk of the batch), so each real logit's gradient (a sum over i) is owned by one item: deterministic.
+// discriminator j) pair, both players' per-pair mean losses and (when asked) every logit's gradient at once, with
+// one exp and one log1p per fake logit serving both players (gan_loss_cpu_math.h) and the separable kinds' real term
+// computed once per discriminator rather than once per pair; a serial O(T_g T_d) epilogue forms the weighted losses,
+// the regulariser and the weight-logit gradients. Work items are (j, chunk of the batch), so each real logit's
+// gradient (a sum over i) is owned by one item: deterministic.
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -9,12 +11,13 @@
 #include <vector>
 
 #include "common/cpu.h"
+#include "gan_loss/gan_loss_cpu_math.h"
 #include "mixture_gan_loss/mixture_gan_loss.h"
 
 namespace fastgan {
 namespace {
 
-constexpr int64_t kMixChunk = 4096;  // samples per work item
+constexpr int64_t kMixChunk = 256;  // samples per work item (its stack arrays stay in L1)
 
 // log-softmax and softmax of x; false when x holds a non-finite value.
 template <typename A>
@@ -66,45 +69,69 @@ int mixture_gan_loss_forward_cpu(DType dtype, const void* real, const void* fake
     const int64_t chunk = std::min(batch, kMixChunk);
     const int64_t chunks = (batch + chunk - 1) / chunk;
     const int64_t pairs = tg * td;
+    const bool relativistic = kind == kRelativistic, softplus = cpu::uses_softplus(kind);
+    A p_sum = A(0);  // 1 up to rounding; the separable real term's weight, sum_i p_i
+    for (int64_t i = 0; i < tg; ++i) p_sum += p[i];
     std::vector<A> part_d(pairs * chunks), part_g(pairs * chunks);
-    // Small problems (B = 64, T = 5: 1600 pairs of logits) run inline: threads would cost more than they save.
-    const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, tg * chunk));
+    // Below ~64k pairs of logits per thread (B = 64, T = 5 is 1600) the work runs inline: waking threads costs more.
+    const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, tg * chunk));
     at::parallel_for(0, td * chunks, grain, [&](int64_t begin, int64_t end) {
-      std::vector<A> acc_d(chunk), acc_g(chunk);  // sum_i p_i * d loss_ij / d real, per sample of the chunk
+      A ra[kMixChunk], fa[kMixChunk], e[kMixChunk], l[kMixChunk], loss_d[kMixChunk], loss_g[kMixChunk],
+          df_d[kMixChunk], df_g[kMixChunk], real_d[kMixChunk], acc_d[kMixChunk], acc_g[kMixChunk];
       for (int64_t item = begin; item < end; ++item) {
         const int64_t j = item / chunks, k = item % chunks;
         const int64_t lo = k * chunk, len = std::min(batch, lo + chunk) - lo;
-        const T* rj = r + j * batch + lo;
-        std::fill(acc_d.begin(), acc_d.begin() + len, A(0));
-        std::fill(acc_g.begin(), acc_g.begin() + len, A(0));
+        cpu::load(r + j * batch + lo, len, ra);
+        A real_sum = A(0);
+        if (!relativistic) {
+          // Separable kinds: the discriminator's real term is the same for every generator i.
+          if (softplus) cpu::softplus_parts(ra, len, e, l);
+          cpu::real_terms(kind, ra, e, l, len, tb, loss_d, real_d);
+          real_sum = cpu::sum(loss_d, len);
+        } else {
+          std::fill(acc_d, acc_d + len, A(0));
+          std::fill(acc_g, acc_g + len, A(0));
+        }
         for (int64_t i = 0; i < tg; ++i) {
           const int64_t pair = i * td + j;
           const int64_t off = pair * batch + lo;
-          const T* fij = f + off;
-          const A w = p[i] * q[j] * inv_b;
-          A sum_d = A(0), sum_g = A(0);
-          for (int64_t s = 0; s < len; ++s) {
-            const A rr = static_cast<A>(rj[s]), ff = static_cast<A>(fij[s]);
-            A ld, drd, dfd, lg, drg, dfg;
-            gan_pair_term<A>(kind, kDiscriminator, rr, ff, ta, tb, tc, ld, drd, dfd);
-            gan_pair_term<A>(kind, kGenerator, rr, ff, ta, tb, tc, lg, drg, dfg);
-            sum_d += ld;
-            sum_g += lg;
-            if (jd) {
-              jd[n_r + off + s] = w * dfd;
-              jg[n_r + off + s] = w * dfg;
-              acc_d[s] += p[i] * drd;
-              acc_g[s] += p[i] * drg;
+          cpu::load(f + off, len, fa);
+          if (relativistic) {
+            for (int64_t s = 0; s < len; ++s) fa[s] -= ra[s];  // x = f - r, shared by both players
+          }
+          if (softplus) {  // one exp, one log1p and one division per logit serve both players
+            cpu::softplus_parts(fa, len, e, l);
+            cpu::softplus_both(kind == kMinimax, fa, e, l, len, loss_d, df_d, loss_g, df_g);
+          } else {
+            cpu::fake_terms(kind, kDiscriminator, fa, e, l, len, ta, tc, loss_d, df_d);
+            cpu::fake_terms(kind, kGenerator, fa, e, l, len, ta, tc, loss_g, df_g);
+          }
+          part_d[pair * chunks + k] = cpu::sum(loss_d, len) + real_sum;
+          part_g[pair * chunks + k] = cpu::sum(loss_g, len);
+          if (jd) {
+            const A w = p[i] * q[j] * inv_b;
+            A* out_d = jd + n_r + off;
+            A* out_g = jg + n_r + off;
+            for (int64_t s = 0; s < len; ++s) out_d[s] = w * df_d[s];
+            for (int64_t s = 0; s < len; ++s) out_g[s] = w * df_g[s];
+            if (relativistic) {  // d/d r = -d/d f per pair, summed over i with weight p_i
+              const A pi = p[i];
+              for (int64_t s = 0; s < len; ++s) acc_d[s] -= pi * df_d[s];
+              for (int64_t s = 0; s < len; ++s) acc_g[s] -= pi * df_g[s];
             }
           }
-          part_d[pair * chunks + k] = sum_d;
-          part_g[pair * chunks + k] = sum_g;
         }
         if (jd) {
           const A wq = q[j] * inv_b;
-          for (int64_t s = 0; s < len; ++s) {
-            jd[j * batch + lo + s] = wq * acc_d[s];
-            jg[j * batch + lo + s] = wq * acc_g[s];
+          A* out_d = jd + j * batch + lo;
+          A* out_g = jg + j * batch + lo;
+          if (relativistic) {
+            for (int64_t s = 0; s < len; ++s) out_d[s] = wq * acc_d[s];
+            for (int64_t s = 0; s < len; ++s) out_g[s] = wq * acc_g[s];
+          } else {  // separable: only the discriminator's loss reads real logits
+            const A w = wq * p_sum;
+            for (int64_t s = 0; s < len; ++s) out_d[s] = w * real_d[s];
+            for (int64_t s = 0; s < len; ++s) out_g[s] = A(0);
           }
         }
       }

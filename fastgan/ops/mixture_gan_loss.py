@@ -32,7 +32,7 @@ NaN losses instead. Saved for backward: the inputs (no copies) and the 2 x (T_d 
 import torch
 
 from fastgan import _ext, backends
-from fastgan.ops._common import acc_dtype, check_choice, check_same_device, check_tensor
+from fastgan.ops._common import acc_dtype, check_choice, check_tensor
 from fastgan.ops.gan_loss import KINDS, gan_loss_reference
 
 REGULARIZERS = {None: 0, "mean_neg_log": 1, "entropy": 2}
@@ -42,10 +42,13 @@ CUDA_ORDER = ("cuda", "triton")
 class MixtureGanLossFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, real, fake, g_logits, d_logits, config, backend):
-        need_grad = any(ctx.needs_input_grad[:4])
-        d_loss, g_loss, jac = _kernels(backend).forward(real, fake, g_logits, d_logits, *config, need_grad)
+        need = ctx.needs_input_grad
+        kernels = _kernels(backend)
+        kind, a, b, c, regularizer, reg_weight = config
+        d_loss, g_loss, jac = kernels.forward(real, fake, g_logits, d_logits, kind, a, b, c, regularizer,
+                                              reg_weight, need[0] or need[1] or need[2] or need[3])
         ctx.save_for_backward(real, fake, g_logits, d_logits, jac)
-        ctx.config, ctx.backend = config, backend
+        ctx.config, ctx.kernels = config, kernels
         return d_loss, g_loss
 
     @staticmethod
@@ -53,20 +56,23 @@ class MixtureGanLossFunction(torch.autograd.Function):
         real, fake, g_logits, d_logits, jac = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph: keep the result differentiable
             grads = MixtureGanLossBackward.apply(up_d, up_g, real, fake, g_logits, d_logits, jac, ctx.config,
-                                                 ctx.backend)
+                                                 ctx.kernels)
         else:
-            grads = _kernels(ctx.backend).backward(jac, up_d, up_g, real, fake, g_logits, d_logits)
-        return tuple(g if need else None for g, need in zip(grads, ctx.needs_input_grad)) + (None, None)
+            grads = ctx.kernels.backward(jac, up_d, up_g, real, fake, g_logits, d_logits)
+        need = ctx.needs_input_grad
+        if need[0] and need[1] and need[2] and need[3]:
+            return (*grads, None, None)
+        return tuple(g if n else None for g, n in zip(grads, need)) + (None, None)
 
 
 class MixtureGanLossBackward(torch.autograd.Function):
     """All four input gradients in one pass from the saved Jacobian; its backward via the reference's autograd."""
 
     @staticmethod
-    def forward(ctx, up_d, up_g, real, fake, g_logits, d_logits, jac, config, backend):
+    def forward(ctx, up_d, up_g, real, fake, g_logits, d_logits, jac, config, kernels):
         ctx.save_for_backward(up_d, up_g, real, fake, g_logits, d_logits)
         ctx.config = config
-        return _kernels(backend).backward(jac, up_d, up_g, real, fake, g_logits, d_logits)
+        return kernels.backward(jac, up_d, up_g, real, fake, g_logits, d_logits)
 
     @staticmethod
     def backward(ctx, v_real, v_fake, v_g, v_d):
@@ -92,10 +98,11 @@ class MixtureGanLossBackward(torch.autograd.Function):
 
 def _check_weight(w, name, count, label, device):
     check_tensor(w, name)
-    if w.dim() != 1:
-        raise ValueError(f"{name} must be 1-D [{label}], got shape {tuple(w.shape)}")
-    if w.shape[0] != count:
-        raise ValueError(f"{name} must have {label} = {count} entries (one per component), got {w.shape[0]}")
+    shape = w.shape
+    if len(shape) != 1:
+        raise ValueError(f"{name} must be 1-D [{label}], got shape {tuple(shape)}")
+    if shape[0] != count:
+        raise ValueError(f"{name} must have {label} = {count} entries (one per component), got {shape[0]}")
     if w.device != device:
         raise ValueError(f"{name} is on {w.device} but fake_logits is on {device}: move them to one device")
 
@@ -121,37 +128,37 @@ def mixture_gan_loss(real_logits, fake_logits, g_weight_logits, d_weight_logits,
     Returns:
         (d_loss, g_loss): 0-dim tensors (d_loss is None when real_logits is None).
     """
+    config = _config(kind, regularizer, reg_weight, a, b, c)
     check_tensor(fake_logits, "fake_logits")
-    check_choice(kind, "kind", tuple(KINDS))
-    check_choice(regularizer, "regularizer", tuple(REGULARIZERS))
-    for value, name in ((reg_weight, "reg_weight"), (a, "a"), (b, "b"), (c, "c")):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if fake_logits.dim() != 3:
-        raise ValueError(f"fake_logits must be 3-D [T_g, T_d, B], got shape {tuple(fake_logits.shape)}")
-    tg, td, batch = fake_logits.shape
+    shape = fake_logits.shape
+    if len(shape) != 3:
+        raise ValueError(f"fake_logits must be 3-D [T_g, T_d, B], got shape {tuple(shape)}")
+    tg, td, batch = shape
     if tg == 0 or td == 0 or batch == 0:
-        raise ValueError(f"fake_logits must not be empty, got shape {tuple(fake_logits.shape)}")
+        raise ValueError(f"fake_logits must not be empty, got shape {tuple(shape)}")
     device = fake_logits.device
     _check_weight(g_weight_logits, "g_weight_logits", tg, "T_g", device)
     _check_weight(d_weight_logits, "d_weight_logits", td, "T_d", device)
     has_real = real_logits is not None
     if has_real:
         check_tensor(real_logits, "real_logits")
-        check_same_device([("fake_logits", fake_logits), ("real_logits", real_logits)])
-        if real_logits.dim() != 2:
-            raise ValueError(f"real_logits must be 2-D [T_d, B], got shape {tuple(real_logits.shape)}")
-        if real_logits.shape[0] != td:
-            raise ValueError(f"real_logits has T_d = {real_logits.shape[0]} discriminators but fake_logits has {td}")
-        if real_logits.shape[1] != batch:
-            raise ValueError(f"real_logits has B = {real_logits.shape[1]} samples but fake_logits has {batch}")
+        if real_logits.device != device:
+            raise ValueError(f"real_logits is on {real_logits.device} but fake_logits is on {device}: move them to "
+                             "one device")
+        real_shape = real_logits.shape
+        if len(real_shape) != 2:
+            raise ValueError(f"real_logits must be 2-D [T_d, B], got shape {tuple(real_shape)}")
+        if real_shape[0] != td:
+            raise ValueError(f"real_logits has T_d = {real_shape[0]} discriminators but fake_logits has {td}")
+        if real_shape[1] != batch:
+            raise ValueError(f"real_logits has B = {real_shape[1]} samples but fake_logits has {batch}")
         if real_logits.dtype != fake_logits.dtype:
             raise TypeError(f"real_logits and fake_logits must have the same dtype, got {real_logits.dtype} and "
                             f"{fake_logits.dtype}")
-    elif kind == "relativistic":
+    elif config[0] == KINDS["relativistic"]:
         raise ValueError("real_logits is required for kind='relativistic' (its generator loss pairs real and fake)")
     backend = backends.select("mixture_gan_loss", device, cuda_order=CUDA_ORDER)
-    if device.type == "cpu" and backend != "cpp":  # the C++ kernel checks this itself, for free
+    if backend != "cpp" and device.type == "cpu":  # the C++ kernel checks this itself, for free
         _check_finite(g_weight_logits, "g_weight_logits")
         _check_finite(d_weight_logits, "d_weight_logits")
     if backend == "reference":
@@ -159,12 +166,43 @@ def mixture_gan_loss(real_logits, fake_logits, g_weight_logits, d_weight_logits,
         d_loss, g_loss = mixture_gan_loss_reference(real, fake_logits, g_weight_logits, d_weight_logits, kind,
                                                     regularizer, reg_weight, a, b, c)
         return (d_loss if has_real else None), g_loss
-    acc = acc_dtype(fake_logits.dtype)
-    real = real_logits.contiguous() if has_real else fake_logits.new_zeros(td, batch)
-    config = (KINDS[kind], float(a), float(b), float(c), REGULARIZERS[regularizer], float(reg_weight))
-    d_loss, g_loss = MixtureGanLossFunction.apply(real, fake_logits.contiguous(), g_weight_logits.to(acc).contiguous(),
-                                                  d_weight_logits.to(acc).contiguous(), config, backend)
+    # The op is launch-bound at MIX+GAN's sizes (T = 5, B = 64: ~1600 logits), so the Python here is kept lean:
+    # no call that would return its input unchanged.
+    acc = torch.float64 if fake_logits.dtype is torch.float64 else torch.float32
+    real = (real_logits if real_logits.is_contiguous() else real_logits.contiguous()) if has_real \
+        else fake_logits.new_zeros(td, batch)
+    d_loss, g_loss = MixtureGanLossFunction.apply(real, fake_logits if fake_logits.is_contiguous()
+                                                  else fake_logits.contiguous(),
+                                                  _weights(g_weight_logits, acc), _weights(d_weight_logits, acc),
+                                                  config, backend)
     return (d_loss if has_real else None), g_loss
+
+
+def _weights(w, acc):
+    if w.dtype is not acc:
+        w = w.to(acc)
+    return w if w.is_contiguous() else w.contiguous()
+
+
+_CONFIGS = {}
+
+
+def _config(kind, regularizer, reg_weight, a, b, c):
+    """Validated (kind code, a, b, c, regularizer code, reg_weight) for the kernels, cached per argument tuple."""
+    key = (kind, regularizer, reg_weight, a, b, c, type(reg_weight), type(a), type(b), type(c))  # True != 1 here
+    try:
+        return _CONFIGS[key]
+    except (KeyError, TypeError):  # TypeError: an unhashable argument, reported by the checks below
+        pass
+    check_choice(kind, "kind", tuple(KINDS))
+    check_choice(regularizer, "regularizer", tuple(REGULARIZERS))
+    for value, name in ((reg_weight, "reg_weight"), (a, "a"), (b, "b"), (c, "c")):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    config = (KINDS[kind], float(a), float(b), float(c), REGULARIZERS[regularizer], float(reg_weight))
+    if len(_CONFIGS) < 256:
+        _CONFIGS[key] = config
+    return config
 
 
 def mixture_gan_loss_reference(real_logits, fake_logits, g_weight_logits, d_weight_logits, kind="nonsaturating",
@@ -199,16 +237,10 @@ def _reference_codes(real, fake, g_logits, d_logits, kind, a, b, c, regularizer,
 
 
 class _ExtensionKernels:
-    """cpp and cuda: the C++ ops, dispatched on the tensors' device by torch."""
+    """cpp and cuda: the C++ ops (their overloads, bound once the library is loaded: calling an overload skips the
+    packet's Python dispatch), dispatched on the tensors' device by torch."""
 
-    @staticmethod
-    def forward(real, fake, g_logits, d_logits, kind, a, b, c, regularizer, reg_weight, need_grad):
-        return torch.ops.fastgan.mixture_gan_loss_forward(real, fake, g_logits, d_logits, kind, a, b, c, regularizer,
-                                                          reg_weight, need_grad)
-
-    @staticmethod
-    def backward(jac, up_d, up_g, real, fake, g_logits, d_logits):
-        return torch.ops.fastgan.mixture_gan_loss_backward(jac, up_d, up_g, real, fake, g_logits, d_logits)
+    forward = backward = None
 
 
 def _kernels(backend):
@@ -226,6 +258,9 @@ def jacobian_size(fake):
 
 @_ext.on_load
 def _register_fakes():
+    _ExtensionKernels.forward = torch.ops.fastgan.mixture_gan_loss_forward.default
+    _ExtensionKernels.backward = torch.ops.fastgan.mixture_gan_loss_backward.default
+
     @torch.library.register_fake("fastgan::mixture_gan_loss_forward")
     def _forward_fake(real, fake, g_logits, d_logits, kind, a, b, c, regularizer, reg_weight, need_grad):
         acc = acc_dtype(fake.dtype)

@@ -74,14 +74,25 @@ class SpectralNormWeight(torch.autograd.Function):
     def backward(ctx, grad):
         weight, u, v, value = ctx.saved_tensors
         dim = ctx.dim
-        # sigma as a function of the weight (a no-op node unless a higher order is being built): exact at every
-        # order, since every step below is a differentiable PyTorch op.
-        sigma = SpectralNormSigma.apply(weight, u, v, value, dim)
-        inv = 1.0 / sigma
-        coef = -torch.vdot(grad.reshape(-1), weight.reshape(-1)) * inv * inv
-        g_mat = (grad.movedim(dim, 0) if dim != 0 else grad).reshape(u.numel(), -1)
-        out = torch.addr(g_mat * inv, u, v * coef)  # grad / sigma - <grad, W> / sigma^2 * u v^T
         moved = (weight.shape[dim],) + tuple(s for i, s in enumerate(weight.shape) if i != dim)
+        g_mat = (grad.movedim(dim, 0) if dim != 0 else grad).reshape(u.numel(), -1)
+        if torch.is_grad_enabled():
+            # A higher order is being built: sigma as a function of the weight, every step a differentiable op.
+            sigma = SpectralNormSigma.apply(weight, u, v, value, dim)
+            inv = 1.0 / sigma
+            coef = -torch.vdot(grad.reshape(-1), weight.reshape(-1)) * inv * inv
+            out = torch.addr(g_mat * inv, u, v * coef)
+        elif grad.device.type == "cpu":
+            # One pass: addr with Python scalars (reading them costs nothing on CPU).
+            inv = 1.0 / value.item()
+            dot = torch.vdot(grad.reshape(-1), weight.reshape(-1)).item()
+            out = torch.addr(g_mat, u, v, beta=inv, alpha=-dot * inv * inv)
+        else:
+            # No host sync on GPUs: the scalars stay tensors (one more pass).
+            inv = 1.0 / value.to(weight.dtype)
+            coef = -torch.vdot(grad.reshape(-1), weight.reshape(-1)) * inv * inv
+            out = torch.addr(g_mat * inv, u, v * coef)
+        # grad / sigma - <grad, W> / sigma^2 * u v^T, back in the weight's shape
         out = out.reshape(moved)
         return (out.movedim(0, dim) if dim != 0 else out), None, None, None, None
 

@@ -56,14 +56,15 @@ def data_key(name: str) -> str | None:
 def model_defaults(kind: str, shape: tuple, data: str | None, image_size: int | None) -> dict:
     """Architecture defaults for the data.
 
-    2D: gan_toy.py's ReLU MLPs (Generator 2 -> DIM -> DIM -> DIM -> 2, noise dimension 2) with He initialisation,
-    at DIM = 256 instead of gan_toy.py's 512: a quarter of the compute per step, which a 2-core CPU needs to reach
-    the quality targets in minutes (measured in docs/results.md).
+    2D: gan_toy.py's ReLU MLPs (Generator 2 -> DIM -> DIM -> DIM -> 2, noise dimension 2) at DIM = 128 instead of
+    gan_toy.py's 512: an eighth of the compute per step, which a 2-core CPU needs to reach the quality targets in
+    minutes (measured in docs/results.md). PyTorch's default initialisation (gan_toy.py's He initialisation
+    measured no better here).
     Images: the DCGAN networks (fastgan.models.DCGANGenerator/DCGANCritic), 128-dimensional noise; width 64 (the
     DCGAN paper's), 32 for images of 16x16 or less such as the digits.
     """
     if kind == "2d":
-        return {"arch": "mlp", "z_dim": 2, "width": 256, "depth": 3, "dim": int(shape[0]), "init": "he"}
+        return {"arch": "mlp", "z_dim": 2, "width": 128, "depth": 3, "dim": int(shape[0])}
     size = int(shape[-1])
     return {"arch": "dcgan", "z_dim": 128, "image_size": size, "channels": int(shape[0]),
             "width": 32 if size <= 16 else 64, "depth": None}

@@ -29,7 +29,7 @@ from torch import nn
 from . import ddp
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .recipes import get_recipe
-from .recipes._common import he_init_, spectral_norm_all, unwrap
+from .recipes._common import spectral_norm_all, unwrap
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
@@ -50,8 +50,8 @@ class TrainingError(RuntimeError):
 def build_models(config: dict, fuse: bool = False) -> tuple[nn.Module, nn.Module]:
     """The generator and critic a config describes (on the CPU, freshly initialised from the global RNG).
 
-    Each network is built from fastgan.models, initialised as the config says (``init: he`` for gan_toy.py's
-    MLPs) and spectrally normalised when the recipe asks for it (critics). With ``fuse``,
+    Each network is built from fastgan.models (PyTorch's default initialisation) and spectrally normalised when
+    the recipe asks for it (critics). With ``fuse``,
     fastgan.nn.fuse_activations turns its Linear/Conv2d + activation pairs into fastgan's fused blocks; parameter
     names do not change, so checkpoints load into fused and plain models alike.
     """
@@ -61,8 +61,6 @@ def build_models(config: dict, fuse: bool = False) -> tuple[nn.Module, nn.Module
     recipe = get_recipe(config["recipe"])
 
     def finish(net, critic):
-        if m.get("init") == "he":
-            he_init_(net)
         if critic and m.get("spectral_norm"):
             net = spectral_norm_all(net)
         if fuse:

@@ -1,6 +1,6 @@
-"""Small helpers the recipes share: freezing the critic for the generator step, spectral norm, gan_toy.py's
-initialisation. Each is a few lines of standard PyTorch, written out in its docstring, so that a recipe copied into
-user code needs nothing from fastgan but its ops.
+"""Small helpers the recipes share: freezing the critic for the generator step and spectral norm. Each is a few
+lines of standard PyTorch, written out in its docstring, so that a recipe copied into user code needs nothing from
+fastgan but its ops.
 """
 
 from __future__ import annotations
@@ -67,20 +67,4 @@ def spectral_norm_all(module: nn.Module) -> nn.Module:
     for m in list(module.modules()):
         if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
             spectral_norm(m)
-    return module
-
-
-def he_init_(module: nn.Module) -> nn.Module:
-    """gan_toy.py's initialisation of its MLPs, as we read tflib's ``Linear``: hidden layers ``'he'`` (uniform,
-    std sqrt(2 / fan_in)), the output layer LeCun (std sqrt(1 / fan_in)), zero biases. PyTorch's default
-    (std sqrt(1 / (3 fan_in))) is 2.4x smaller, which slows the start of training."""
-    layers = [m for m in module.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d))]
-    for i, m in enumerate(layers):
-        gain = 1.0 if i == len(layers) - 1 else 2.0 ** 0.5
-        fan_in = m.weight[0].numel() if not isinstance(m, nn.ConvTranspose2d) else m.weight[:, 0].numel()
-        bound = gain * (3.0 / fan_in) ** 0.5
-        with torch.no_grad():
-            m.weight.uniform_(-bound, bound)
-            if m.bias is not None:
-                m.bias.zero_()
     return module

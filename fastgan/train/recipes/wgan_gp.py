@@ -9,13 +9,17 @@ Defaults and their sources:
 * Adam, lr 1e-4, betas (0.5, 0.9): the paper's Algorithm 1 (alpha = 0.0001, beta1 = 0.5, beta2 = 0.9) and the
   reference code (igul222/improved_wgan_training: gan_toy.py, gan_mnist.py, gan_cifar.py); betas (0.0, 0.9) for
   images of 64x64 and more, as gan_64x64.py uses.
+* 2D sets: lr 1e-3 decayed linearly to 0 over the run (lr_decay linear, the schedule of the reference code's
+  CIFAR-10 ResNet script, gan_cifar_resnet.py). gan_toy.py keeps 1e-4 for ITERS = 100,000 generator steps; ten
+  times the rate, annealed, reaches the same sharp modes in a few thousand steps, minutes on a CPU (measured in
+  docs/results.md). ``--lr 1e-4 --lr-decay none`` restores gan_toy.py's schedule.
 * n_critic 5: Algorithm 1, gan_toy.py's CRITIC_ITERS = 5.
 * gp_weight lambda 10 for images: Algorithm 1; 0.1 for the 2D sets: gan_toy.py's LAMBDA = .1 ("smaller lambda makes
   things faster for toy tasks").
 * batch 64 for images (Algorithm 1, m = 64); 256 for the 2D sets (gan_toy.py's BATCH_SIZE).
-* 2D models: gan_toy.py's ReLU MLPs with He initialisation, three hidden layers, at width 256 rather than its
-  DIM = 512 so that a 2-core CPU meets the quality targets in minutes (fastgan.train.config.model_defaults).
-* lr_decay none, as gan_toy.py (its CIFAR-10 ResNet script decays linearly to 0: --lr-decay linear).
+* 2D models: gan_toy.py's ReLU MLPs (three hidden layers, noise dimension 2) at width 128 rather than its
+  DIM = 512: an eighth of the compute per step, which a 2-core CPU needs (fastgan.train.config.model_defaults).
+* images: lr_decay none, as the paper's Algorithm 1.
 
 With --reg-every k > 1 the penalty moves to a separate step every k critic steps with weight x k and Adam's lr and
 betas corrected by k / (k + 1) (lazy regularisation, StyleGAN2; fastgan.lazy).
@@ -37,7 +41,7 @@ PENALTY = "wgan-gp"
 def defaults(kind, image_size):
     hp = {"lr": 1e-4, "betas": (0.5, 0.9), "n_critic": 5, "gp_weight": 10.0, "lr_decay": "none"}
     if kind == "2d":
-        hp["gp_weight"] = 0.1
+        hp.update(gp_weight=0.1, lr=1e-3, lr_decay="linear")
     elif image_size is not None and image_size >= 64:
         hp["betas"] = (0.0, 0.9)
     return hp

@@ -1,0 +1,115 @@
+#!/usr/bin/env python
+"""Issue 5's benchmark: the GAN losses and MIX+GAN's mixture-weighted loss on every available backend against eager
+PyTorch (the vectorised expression, the naive double loop, torch.compile), and MixtureGAN's D and G steps batched
+(vmap) vs looped.
+
+    python bench/bench_mixgan.py [--device cpu|cuda] [--dtype fp32|bf16|fp16] [--sizes small|medium|large]
+                                 [--rounds N] [--out DIR] [--quick]
+
+- fastgan.ops.gan_loss (cases of fastgan/benchmark/cases/gan_loss.py);
+- fastgan.ops.mixture_gan_loss forward and forward+backward at T = 5, B = 64 (and larger T and B with --sizes
+  medium/large) against the vectorised eager version and the naive loop (cases/mixture_gan_loss.py);
+- MixtureGAN D-step and G-step, 5 DCGAN-style components at 32x32 (width 32, B = 64), batched vs looped.
+All three are the registered cases, so the numbers agree with `fastgan bench`. The targets are then re-timed
+interleaved (--rounds rounds of every implementation in turn, median of the rounds' medians): on a shared, busy
+machine that keeps load changes from landing on one side of a ratio. Targets: CPU loss >= 5x the vectorised eager
+version, batched step >= 1.3x looped; GPU >= 5x and >= 2x. Writes JSON, CSV, markdown and plots under
+bench/results/<device-name>/mixgan_*. Triton is never timed on CPU (the interpreter is not a benchmark).
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from fastgan.benchmark import suite, timing  # noqa: E402
+from fastgan.benchmark.cases import mixture_gan_loss as mix_cases  # noqa: E402
+
+LOSS_TARGET = ("mixture_gan_loss", "5x5x64", "fwd_bwd")
+STEP_LABEL = "5x64x3x32"
+TARGETS = {"cpu": (5.0, 1.3), "cuda": (5.0, 2.0)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", choices=tuple(suite.DTYPES), default="fp32")
+    parser.add_argument("--sizes", default="medium")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds for the target ratios")
+    parser.add_argument("--out", default=None, help="results folder (default: bench/results)")
+    parser.add_argument("--quick", action="store_true", help="the quick timing profile, no torch.compile")
+    args = parser.parse_args(argv)
+
+    report = suite.run_suite(ops=["gan_loss", "mixture_gan_loss", "mixture_gan_step"], device=args.device,
+                             dtype=args.dtype, sizes=args.sizes, modes=("fwd", "fwd_bwd", "full"), out=args.out,
+                             quick=args.quick or None, name="mixgan")
+    print()
+    print(report.markdown)
+    lines = targets(args.device, suite.DTYPES[args.dtype], args.rounds)
+    if "json" in report.files:
+        path = os.path.join(os.path.dirname(report.files["json"]), "mixgan_targets.txt")
+        with open(path, "w") as handle:
+            handle.write("\n".join(lines) + "\n" + json.dumps({"load_average": os.getloadavg()}) + "\n")
+        report.files["targets"] = path
+    for kind, path in report.files.items():
+        print(f"wrote {kind}: {path}")
+    return 1 if report.errors else 0
+
+
+def interleaved(runs, device, rounds):
+    """{impl: median over rounds of each round's median ms}, the implementations timed in turn every round."""
+    times = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, fn in runs.items():
+            times[name].append(timing.measure(fn, device, min_run_time=0.2)["median_ms"])
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def targets(device, dtype, rounds, echo=print, steps=True):
+    """The target ratios, re-timed interleaved; each line is echoed as soon as it is measured."""
+    loss_target, step_target = TARGETS[device]
+    fast = "cpp" if device == "cpu" else "cuda"
+    lines = _Lines(echo)
+    lines.append(f"Targets on {device} ({rounds} interleaved rounds; load average {os.getloadavg()[0]:.1f} "
+                 f"on {os.cpu_count()} CPUs):")
+    op, label, mode = LOSS_TARGET
+    bench = next(b for b in mix_cases.mixture_gan_loss_cases(device, dtype, (tuple(map(int, label.split("x"))),),
+                                                             (mode,)))
+    runs = {name: bench.run[name] for name in ("eager", "loop", "compile", fast) if name in bench.run}
+    if fast not in runs:
+        lines.append(f"  {op}: the {fast} backend is unavailable here: {bench.skipped.get(fast, '?')}")
+    else:
+        t = interleaved(runs, device, rounds)
+        ratio = t["eager"] / t[fast]
+        cells = ", ".join(f"{name} {ms * 1e3:.0f} us" for name, ms in t.items())
+        lines.append(f"  {op} {mode} T=5 B=64: {cells}")
+        lines.append(f"    {fast} vs vectorised eager: {ratio:.2f}x (target >= {loss_target:.0f}x: "
+                     f"{'met' if ratio >= loss_target else 'MISSED'}); vs naive loop: {t['loop'] / t[fast]:.1f}x"
+                     + (f"; vs compile: {t['compile'] / t[fast]:.2f}x" if "compile" in t else ""))
+    shape = tuple(map(int, STEP_LABEL.split("x")))
+    for step in ("d_step", "g_step") if steps else ():
+        t = interleaved(mix_cases.step_runs(shape, device, dtype, step), device, rounds)
+        ratio = t["looped"] / t["batched"]
+        lines.append(f"  MixtureGAN {step} (5 DCGANs 32x32 width 32, B=64): looped {t['looped']:.1f} ms, batched "
+                     f"{t['batched']:.1f} ms: {ratio:.2f}x (target >= {step_target}x: "
+                     f"{'met' if ratio >= step_target else 'MISSED'})")
+    return list(lines)
+
+
+class _Lines(list):
+    def __init__(self, echo):
+        super().__init__()
+        self.echo = echo
+
+    def append(self, line):
+        super().append(line)
+        if self.echo:
+            self.echo(line, flush=True) if self.echo is print else self.echo(line)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -15,9 +15,9 @@ Two traps this helper avoids:
 - A penalty alone does not reach every parameter (the output bias never affects an input gradient). In a step whose
   loss is only the penalty (lazy regularisation's separate R1 step, say) DDP would then wait for hooks that never
   fire (an error at the next iteration with find_unused_parameters=False). The helper runs that step's critic
-  forward through DDP and adds 0 * sum(outputs) to the penalty (the value and gradients are unchanged; every parameter
-  is reached), as StyleGAN2's PyTorch ports do. (Only under DDP: for jvp and finite differences it costs one more
-  backward through the critic.)
+  forward through DDP and adds 0 * (one element of every parameter) to the penalty: the value and the gradients are
+  unchanged, every parameter is reached (a zero gradient where the penalty does not reach it), as StyleGAN2's PyTorch
+  ports do with 0 * D(x). It does so without DDP too, so that one process and DDP give Adam the same zero gradients.
 - The penalty's own passes (the double-backward forward, the jvp forward, the finite-difference forwards) run on the
   module inside DDP, not through DDP's forward, so DDP never sees an extra forward whose outputs are not in the loss,
   and a compiled module inside DDP works with every method (double backward and forward mode use the uncompiled
@@ -73,7 +73,7 @@ def critic_outputs(critic, real=None, fake=None, penalty=None, weight=None, *, s
         weight: the penalty weight (lambda, or gamma/2 for R1/R2); default as the fastgan penalty functions.
             Lazy regularisation passes weight * k here (fastgan.lazy).
         scores: False for a penalty-only step (lazy regularisation): no scores are returned, the penalty's points
-            go through DDP's forward once and the penalty carries 0 * sum(scores) so every parameter is reached.
+            go through DDP's forward once and every parameter gets a gradient (zero where the penalty has none).
         method, scaler, step: as in fastgan.gradient_penalty.
         alpha: wgan-gp/wgan-lp interpolation weights [B] (default U[0, 1)). target: the norm for wgan-gp/lp.
         c: DRAGAN's perturbation size. critic_kwargs: passed to every critic call (conditional critics).
@@ -117,11 +117,8 @@ def critic_outputs(critic, real=None, fake=None, penalty=None, weight=None, *, s
         points = _points(penalty, real, fake, alpha, c)
         outputs = critic(points, **kwargs)  # through DDP: it prepares the reducer for this step's backward
         value = penalties.penalty_at(module, points, target=target, mode=_mode(penalty), outputs=outputs,
-                                     retain_graph=True, **options)
-        if not isinstance(critic, DistributedDataParallel):
-            return CriticOutputs(None, None, value)  # no reducer to satisfy: skip the (jvp: extra) zero backward
-        anchor = outputs.sum() * 0  # reaches every parameter: each DDP hook fires once
-        return CriticOutputs(None, None, value + anchor.to(value.dtype))
+                                     retain_graph=False, **options)  # the outputs serve the penalty alone
+        return CriticOutputs(None, None, value + _zero_on_every_parameter(module).to(value.dtype))
 
     scores_real = None if real is None else critic(real, **kwargs)
     scores_fake = None if fake is None else critic(fake, **kwargs)
@@ -134,6 +131,20 @@ def critic_outputs(critic, real=None, fake=None, penalty=None, weight=None, *, s
     value = penalties.penalty_at(module, points, target=target, mode=_mode(penalty), outputs=outputs,
                                  retain_graph=True, **options)
     return CriticOutputs(scores_real, scores_fake, value)
+
+
+def _zero_on_every_parameter(module):
+    """0, as a tensor whose backward gives every trainable parameter a zero gradient (one element read per
+    parameter: no pass through the critic). Added to a penalty-only loss, it lets each DDP hook fire once, and
+    makes a single process behave the same (zero gradients rather than none, which Adam treats differently)."""
+    total = None
+    for parameter in module.parameters():
+        if parameter.requires_grad:
+            term = parameter.reshape(-1)[:1].sum()
+            total = term if total is None else total + term
+    if total is None:
+        return torch.zeros(())
+    return total * 0
 
 
 def _mode(penalty):

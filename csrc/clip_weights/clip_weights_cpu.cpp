@@ -33,17 +33,25 @@ __attribute__((target("avx2"))) void clip_avx2(float* x, int64_t n, float lo, fl
 __attribute__((target("avx2"))) void clip_avx2(double* x, int64_t n, double lo, double hi) {
   clip_plain(x, n, lo, hi);
 }
+__attribute__((target("avx512f"))) void clip_avx512(float* x, int64_t n, float lo, float hi) {
+  clip_plain(x, n, lo, hi);
+}
+__attribute__((target("avx512f"))) void clip_avx512(double* x, int64_t n, double lo, double hi) {
+  clip_plain(x, n, lo, hi);
+}
 #endif
 
-bool has_avx2() {
+// 2: AVX-512, 1: AVX2, 0: SSE2 (what the CPU has; the build itself targets plain x86-64).
+int vector_level() {
 #if FASTGAN_CLIP_HAS_AVX2
-  static const bool value = [] {
+  static const int value = [] {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") != 0;
+    if (__builtin_cpu_supports("avx512f")) return 2;
+    return __builtin_cpu_supports("avx2") ? 1 : 0;
   }();
   return value;
 #else
-  return false;
+  return 0;
 #endif
 }
 
@@ -60,7 +68,9 @@ template <typename T>
 void clip_native(T* x, int64_t n, double clip) {  // float and double: no conversions, vector min/max
   const T hi = static_cast<T>(clip), lo = -hi;
 #if FASTGAN_CLIP_HAS_AVX2
-  if (has_avx2()) return clip_avx2(x, n, lo, hi);
+  const int level = vector_level();
+  if (level == 2) return clip_avx512(x, n, lo, hi);
+  if (level == 1) return clip_avx2(x, n, lo, hi);
 #endif
   clip_sse(x, n, lo, hi);
 }

@@ -2,7 +2,8 @@
 
 Maths.  p <- min(max(p, -c), c) elementwise for every tensor p of the list, with the bound c rounded to p's dtype
 first and NaN kept, exactly as ``p.clamp_(-c, c)``. No gradient: this is an in-place update of parameters after
-the optimizer step (it runs under ``torch.no_grad``), so there is no backward and nothing is saved.
+the optimizer step, through their storage like the ``p.data.clamp_`` idiom (autograd neither records it nor bumps
+version counters), so there is no backward and nothing is saved.
 
 Shapes: any list of floating tensors of any shapes and dtypes (float32, float64, float16, bfloat16), on one
 device or several (one call per device). Dense tensors (contiguous, channels_last, any permutation) are clamped in
@@ -34,25 +35,41 @@ def clip_weights_(params, clip=0.01):
     """
     clip = _check_clip(clip)
     tensors = _tensors(params)
-    groups = {}
+    if not tensors:
+        return
+    device = tensors[0].get_device() if isinstance(tensors[0], torch.Tensor) else None
+    one_device = True
     for i, p in enumerate(tensors):
         if not isinstance(p, torch.Tensor) or p.dtype not in FLOATING:
             _refuse(params, i, p)
-        groups.setdefault(p.get_device(), []).append(p)  # an int: cheaper than building a torch.device
-    with torch.no_grad():
+        if one_device and p.get_device() != device:
+            one_device = False
+    if one_device:
+        _clip_on_device(tensors, clip)
+    else:
+        groups = {}
+        for p in tensors:
+            groups.setdefault(p.get_device(), []).append(p)  # an int: cheaper than a torch.device
         for group in groups.values():
-            backend = _select(group[0].device)
-            if backend == "reference":
-                clip_weights_reference(group, clip)
-                continue
-            dense = [p for p in group if p.is_contiguous()]
-            if len(dense) != len(group):
-                dense = [p for p in group if p.is_contiguous() or _dense_strides(p)]
-                for p in group:
-                    if not (p.is_contiguous() or _dense_strides(p)):
-                        p.clamp_(-clip, clip)  # not one block of memory: torch's own clamp handles the strides
-            if dense:
-                _kernels(backend).clip(dense, clip)
+            _clip_on_device(group, clip)
+
+
+def _clip_on_device(tensors, clip):
+    backend = _select(tensors[0].device)
+    if backend == "reference":
+        clip_weights_reference(tensors, clip)
+        return
+    dense = [p for p in tensors if p.is_contiguous()]
+    if len(dense) != len(tensors):
+        dense = [p for p in tensors if p.is_contiguous() or _dense_strides(p)]
+        with torch.no_grad():
+            for p in tensors:
+                if not (p.is_contiguous() or _dense_strides(p)):
+                    p.clamp_(-clip, clip)  # not one block of memory: torch's own clamp handles the strides
+    if dense:
+        # The kernel writes through the tensors' storage like the `p.data.clamp_` idiom: no autograd, no grad
+        # mode needed, version counters untouched.
+        _kernels(backend).clip(dense, clip)
 
 
 def clip_weights_reference(params, clip=0.01):

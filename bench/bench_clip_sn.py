@@ -36,30 +36,37 @@ OPS = ("clip_weights", "fused_optim", "spectral_norm")
 TARGET_CRITIC = "dcgan32-w64"
 
 
+CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
+_clock = time.perf_counter
+
+
 def interleaved(fns, device, rounds, min_ms=20.0):
     """{name: median ms per call} over `rounds` rounds, each timing every fn back to back (a block of calls
-    lasting about min_ms), so that slow drifts of the machine hit every implementation alike."""
+    lasting about min_ms), so that slow drifts of the machine hit every implementation alike. With --clock cpu
+    (CPU only) the clock is the process's CPU time: on a shared machine it leaves out the time other processes
+    hold the cores (meaningful with --threads 1; with more threads it also counts OpenMP's spinning)."""
     device = torch.device(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    clock = _clock if device.type == "cpu" else time.perf_counter
     counts = {}
     for name, fn in fns.items():  # warm up, and size each block
         for _ in range(3):
             fn()
         sync()
-        start = time.perf_counter()
+        start = clock()
         fn()
         sync()
-        one = max(time.perf_counter() - start, 1e-6) * 1e3
+        one = max(clock() - start, 1e-6) * 1e3
         counts[name] = max(1, int(min_ms / one))
     samples = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
             sync()
-            start = time.perf_counter()
+            start = clock()
             for _ in range(counts[name]):
                 fn()
             sync()
-            samples[name].append((time.perf_counter() - start) * 1e3 / counts[name])
+            samples[name].append((clock() - start) * 1e3 / counts[name])
     return {name: statistics.median(values) for name, values in samples.items()}, samples
 
 
@@ -172,17 +179,21 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=15, help="rounds of the interleaved target timings")
     parser.add_argument("--out", default=None, help="results folder (default: bench/results)")
     parser.add_argument("--quick", action="store_true", help="shorter timings, no table (targets only)")
+    parser.add_argument("--clock", choices=tuple(CLOCK), default="wall",
+                        help="clock of the target timings on CPU: wall (default) or cpu (process CPU time)")
     args = parser.parse_args(argv)
+    global _clock
+    _clock = CLOCK[args.clock]
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     env = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "torch": torch.__version__,
-           "device": args.device, "dtype": args.dtype, "threads": torch.get_num_threads(),
+           "device": args.device, "dtype": args.dtype, "threads": torch.get_num_threads(), "clock": args.clock,
            "cpu": platform.processor() or platform.machine(),
            "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
            "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None}
-    print(f"torch {env['torch']}, {args.device}, {args.dtype}, {env['threads']} threads, load average "
-          f"{env['load_average']}")
+    print(f"torch {env['torch']}, {args.device}, {args.dtype}, {env['threads']} threads, {args.clock} clock for the "
+          f"targets, load average {env['load_average']}")
     rows = []
     if not args.quick:
         rows = table(args.device, dtype, args.preset, args.quick)
@@ -192,7 +203,7 @@ def main(argv=None):
     folder = os.path.join(args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
                           args.device)
     os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, "clip_sn.json")
+    path = os.path.join(folder, f"clip_sn_{args.threads or 'default'}threads_{args.clock}.json")
     with open(path, "w") as handle:
         json.dump({"environment": env, "table": rows, "targets": out}, handle, indent=1, default=str)
     print(f"wrote {path}")

@@ -47,9 +47,12 @@ def main(argv=None):
             parser.error("--cpu-time measures CPU runs only")
         torch.set_num_threads(1)
         results = cpu_time_results(args.sizes, suite.DTYPES[args.dtype], args.quick)
-        print(summary(results, "CPU time of the calling thread, 1 torch thread"))
+        text = summary(results, "CPU time of the calling thread, 1 torch thread")
         if not args.no_accuracy:
-            print(accuracy_table(torch.device(args.device)))
+            text += "\n" + accuracy_table(torch.device(args.device))
+        print(text)
+        path = write_cpu_time_json(results, text, args)
+        print(f"wrote json: {path}")
         return 0
     report = suite.run_suite(ops=[cases.OP], device=args.device, dtype=args.dtype, sizes=args.sizes,
                              out=args.out, quick=args.quick or None, name="penalty_methods")
@@ -102,6 +105,36 @@ def cpu_time_results(sizes, dtype, quick, repeats=7, warmup=2, min_seconds=2.0, 
             results.append({"op": bench.op, "label": bench.label, "mode": bench.mode, "impl": impl,
                             "status": "skipped", "median_ms": None, "reason": reason})
     return results
+
+
+def write_cpu_time_json(results, text, args):
+    """bench/results/cpu/penalty_methods_cputime_<dtype>_<sizes>.json (or under --out): rows, tables, environment."""
+    import datetime
+    import json
+    import platform
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    folder = os.path.join(args.out or os.path.join(root, "bench", "results"), "cpu")
+    os.makedirs(folder, exist_ok=True)
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
+                                text=True, check=False).stdout.strip()
+    except OSError:
+        commit = ""
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "commit": commit, "torch": torch.__version__,
+            "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "threads": 1,
+            "clock": "time.thread_time, round-robin medians", "dtype": args.dtype, "sizes": args.sizes,
+            "load_average": load}
+    path = os.path.join(folder, f"penalty_methods_cputime_{args.dtype}_{args.sizes.replace(',', '_')}.json")
+    with open(path, "w") as handle:
+        json.dump({"schema": "fastgan-bench-cputime/1", "meta": meta, "results": results, "markdown": text}, handle,
+                  indent=1)
+    return path
 
 
 def summary(results, clock="wall clock"):

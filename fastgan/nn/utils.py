@@ -48,7 +48,7 @@ from torch.nn.utils import parametrize
 
 from fastgan.ops._common import FLOATING
 from fastgan.ops.spectral_norm import (SpectralNormSigma, SpectralNormWeight, _check_iterations,
-                                       spectral_norm_batched_values)
+                                       power_iteration_values, spectral_norm_batched_values)
 
 __all__ = ["SpectralNorm", "spectral_norm", "spectral_norm_all", "remove_spectral_norm", "remove_spectral_norm_all",
            "cached", "broadcast_spectral_norm_buffers"]
@@ -145,8 +145,8 @@ class SpectralNorm(nn.Module):
                 self._pending or (token is not None and self._token is token)):
             self._pending = False
             return self._value
-        (value,) = spectral_norm_batched_values([weight], [self._u], [self._v], [self.dim], self.n_power_iterations,
-                                                self.eps, self.training)
+        (value,) = power_iteration_values([weight], [self._u], [self._v], [self.dim], self.n_power_iterations,
+                                          self.eps, self.training)
         self._store(value, weight, token, pending=False)
         return value
 
@@ -247,9 +247,9 @@ def _batched_update(model, args):
         groups.setdefault(key, []).append((sn, weight))
     for (_, n_iter, eps, training), items in groups.items():
         with torch.no_grad():
-            values = spectral_norm_batched_values([w for _, w in items], [sn._u for sn, _ in items],
-                                                  [sn._v for sn, _ in items], [sn.dim for sn, _ in items], n_iter,
-                                                  eps, training)
+            values = power_iteration_values([w for _, w in items], [sn._u for sn, _ in items],
+                                            [sn._v for sn, _ in items], [sn.dim for sn, _ in items], n_iter, eps,
+                                            training)
         for (sn, weight), value in zip(items, values):
             sn._store(value, weight, token, pending=True)
 

@@ -140,38 +140,60 @@ def spectral_norm_batched_values(weights, us, vs, dims, n_power_iterations=1, ep
         if u.shape != (h,) or v.shape != (w.numel() // max(h, 1),) or u.dtype != w.dtype or v.dtype != w.dtype:
             raise ValueError(f"us[{i}] and vs[{i}] must be vectors of {h} and {w.numel() // max(h, 1)} elements "
                              f"with the weight's dtype {w.dtype}")
-        prepared.append((w.detach(), u, v, d))
-    values = [None] * len(prepared)
-    by_device = {}
-    for i, item in enumerate(prepared):
-        by_device.setdefault(item[0].device, []).append(i)
-    for device, idx in by_device.items():
+        prepared.append(d)
+    return power_iteration_values(weights, us, vs, prepared, int(n_power_iterations), float(eps), bool(update))
+
+
+# (requested backend, device) -> the backend select() chose: spectral normalisation runs every forward, and
+# select() costs as much as a small layer's power iteration. Availability does not change within a process.
+_SELECTED = {}
+
+
+def _select(device):
+    key = (backends.get_backend(), device)
+    backend = _SELECTED.get(key)
+    if backend is None:
         backend = backends.select("spectral_norm", device, cuda_order=CUDA_ORDER)
+        if key[0] != "auto" or backend != "reference":  # a fallback is re-examined (and warned about) each time
+            _SELECTED[key] = backend
+    return backend
+
+
+def power_iteration_values(weights, us, vs, dims, n_power_iterations, eps, update):
+    """spectral_norm_batched_values without the argument checks (fastgan.nn.utils checks once, at registration):
+    weights of >= 2 dimensions, u and v of the right sizes and dtype, dims in [0, ndim)."""
+    values = [None] * len(weights)
+    devices = {}
+    for i, w in enumerate(weights):
+        devices.setdefault(w.get_device(), []).append(i)
+    for idx in devices.values():
+        backend = _select(weights[idx[0]].device)
         if backend == "reference":
             for i in idx:
-                w, u, v, d = prepared[i]
-                values[i] = spectral_norm_reference(w, u, v, d, n_power_iterations, eps, update).detach().double()
+                values[i] = spectral_norm_reference(weights[i].detach(), us[i], vs[i], dims[i], n_power_iterations,
+                                                    eps, update).detach().double()
             continue
-        kernel_idx = [i for i in idx if prepared[i][0].numel()]
+        kernel_idx = []
         for i in idx:
-            if not prepared[i][0].numel():
-                values[i] = torch.zeros((), dtype=torch.float64, device=device)
+            if weights[i].numel():
+                kernel_idx.append(i)
+            else:
+                values[i] = torch.zeros((), dtype=torch.float64, device=weights[i].device)
         if not kernel_idx:
             continue
-        ws = [prepared[i][0].contiguous() for i in kernel_idx]
-        us_k, vs_k = [], []
+        ws, us_k, vs_k = [], [], []
         for i in kernel_idx:
-            _, u, v, _ = prepared[i]
+            w, u, v = weights[i].detach(), us[i], vs[i]
+            ws.append(w if w.is_contiguous() else w.contiguous())
             us_k.append(u if u.is_contiguous() else u.contiguous())
             vs_k.append(v if v.is_contiguous() else v.contiguous())
-        sigma = _kernels(backend).power_iteration(ws, us_k, vs_k, [prepared[i][3] for i in kernel_idx],
-                                                  int(n_power_iterations), float(eps), bool(update))
+        sigma = _kernels(backend).power_iteration(ws, us_k, vs_k, [dims[i] for i in kernel_idx], n_power_iterations,
+                                                  eps, update)
         for j, i in enumerate(kernel_idx):
-            _, u, v, _ = prepared[i]
-            if us_k[j] is not u:  # a non-contiguous buffer: write the update back
-                u.copy_(us_k[j])
-            if vs_k[j] is not v:
-                v.copy_(vs_k[j])
+            if us_k[j] is not us[i]:  # a non-contiguous buffer: write the update back
+                us[i].copy_(us_k[j])
+            if vs_k[j] is not vs[i]:
+                vs[i].copy_(vs_k[j])
             values[i] = sigma[j]
     return values
 

@@ -253,13 +253,24 @@ BA_BLOCK_FUNCTIONS(_base, )
 #if defined(__x86_64__) && defined(__GNUC__)
 #define BA_HAVE_AVX2 1
 BA_BLOCK_FUNCTIONS(_avx2, __attribute__((target("avx2,fma"))))
+#define BA_AVX512 "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,prefer-vector-width=512"
+BA_BLOCK_FUNCTIONS(_avx512, __attribute__((target(BA_AVX512))))
 #endif
 
+enum class Isa { kBase, kAvx2, kAvx512 };
+
 template <typename A, int ACT, int SAVED, bool CLAMP>
-Blocks<A> blocks_for(bool avx2) {
+Blocks<A> blocks_for(Isa isa) {
   Blocks<A> b{};
 #ifdef BA_HAVE_AVX2
-  if (avx2) {
+  if (isa == Isa::kAvx512) {
+    b.forward = &forward_block_avx512<A, ACT, CLAMP>;
+    b.backward = &backward_block_avx512<A, ACT, SAVED, CLAMP>;
+    b.grad2_dy = &grad2_dy_block_avx512<A, ACT, SAVED, CLAMP>;
+    b.grad2_s = &grad2_s_block_avx512<A, ACT, SAVED, CLAMP>;
+    return b;
+  }
+  if (isa == Isa::kAvx2) {
     b.forward = &forward_block_avx2<A, ACT, CLAMP>;
     b.backward = &backward_block_avx2<A, ACT, SAVED, CLAMP>;
     b.grad2_dy = &grad2_dy_block_avx2<A, ACT, SAVED, CLAMP>;
@@ -267,7 +278,7 @@ Blocks<A> blocks_for(bool avx2) {
     return b;
   }
 #endif
-  (void)avx2;
+  (void)isa;
   b.forward = &forward_block_base<A, ACT, CLAMP>;
   b.backward = &backward_block_base<A, ACT, SAVED, CLAMP>;
   b.grad2_dy = &grad2_dy_block_base<A, ACT, SAVED, CLAMP>;
@@ -275,12 +286,19 @@ Blocks<A> blocks_for(bool avx2) {
   return b;
 }
 
-bool cpu_has_avx2() {
+Isa cpu_isa() {
 #ifdef BA_HAVE_AVX2
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return has;
+  static const Isa isa = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")) {
+      return Isa::kAvx512;
+    }
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? Isa::kAvx2 : Isa::kBase;
+  }();
+  return isa;
 #else
-  return false;
+  return Isa::kBase;
 #endif
 }
 
@@ -314,7 +332,7 @@ void dispatch_act(int act, Fn&& fn) {
 // The maths blocks of one call. kSavedY never has a clamp (the Python side saves x when clamping).
 template <typename A>
 Blocks<A> select_blocks(const BiasActParams& p) {
-  const bool avx2 = cpu_has_avx2();
+  const Isa isa = cpu_isa();
   const bool clamp = p.clamp >= 0.0;
   Blocks<A> out{};
   dispatch_act(p.act, [&](auto act_tag) {
@@ -322,12 +340,12 @@ Blocks<A> select_blocks(const BiasActParams& p) {
     if (p.saved == kSavedY) {
       if constexpr (kYForm<ACT>) {
         if (clamp) throw std::invalid_argument("fastgan: bias_act: a clamp needs saved=x");
-        out = blocks_for<A, ACT, kSavedY, false>(avx2);
+        out = blocks_for<A, ACT, kSavedY, false>(isa);
       } else {
         throw std::invalid_argument("fastgan: bias_act: this activation cannot recompute its derivative from y");
       }
     } else {
-      out = clamp ? blocks_for<A, ACT, kSavedX, true>(avx2) : blocks_for<A, ACT, kSavedX, false>(avx2);
+      out = clamp ? blocks_for<A, ACT, kSavedX, true>(isa) : blocks_for<A, ACT, kSavedX, false>(isa);
     }
   });
   return out;
@@ -377,6 +395,10 @@ BA_INLINE void load_z(const T* x, int64_t n, A bs, const A* bv, A* z) {
 }
 
 constexpr int kLanes = 16;
+// Layouts whose runs of one channel are shorter than this (channels_last: 1; small maps) go by columns.
+constexpr int64_t kColumnsBelow = 128;
+// Rows per block of the columns traversal at least: bounds its partial sums to 1/16 of the tensor.
+constexpr int64_t kMinRowsPerBlock = 16;
 
 // Sum of n values with 16 independent partial sums (vectorises without -ffast-math, rounds less).
 template <typename A>
@@ -414,21 +436,34 @@ void traverse(BiasActLayout layout, const A* bias, bool reduce, std::vector<doub
     });
     return;
   }
-  if (inner == 1 && channels > 1) {
-    // Columns: blocks of rows; each block owns `channels` partial sums.
-    const int64_t rows_per_block = std::max<int64_t>(1, kCpuChunk / channels);
+  if (channels > 1 && inner < kColumnsBelow) {
+    // Columns: each outer row is `width` = channels * inner elements with the bias expanded along them; blocks of
+    // rows, each owning `width` partial sums, folded per channel at the end. Short rows of one channel (a 4x4 map
+    // has inner = 16) would otherwise cost a call per 16 elements.
+    const int64_t width = channels * inner;
+    std::vector<A> expanded(width, A(0));
+    if (bias != nullptr) {
+      for (int64_t j = 0; j < width; ++j) expanded[j] = bias[j / inner];
+    }
+    const int64_t rows_per_block = std::max<int64_t>(kMinRowsPerBlock, (kCpuChunk + width - 1) / width);
     const int64_t blocks = (outer + rows_per_block - 1) / rows_per_block;
-    std::vector<A> partial(reduce ? blocks * channels : 0, A(0));
+    std::vector<A> partial(reduce ? blocks * width : 0, A(0));
     at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
-        A* colsum = reduce ? partial.data() + b * channels : nullptr;
+        A* colsum = reduce ? partial.data() + b * width : nullptr;
         const int64_t row_end = std::min(outer, (b + 1) * rows_per_block);
-        for (int64_t row = b * rows_per_block; row < row_end; ++row) span(row * channels, channels, A(0), bias, colsum);
+        for (int64_t row = b * rows_per_block; row < row_end; ++row) {
+          span(row * width, width, A(0), expanded.data(), colsum);
+        }
       }
     });
     if (reduce) {
       for (int64_t b = 0; b < blocks; ++b) {
-        for (int64_t c = 0; c < channels; ++c) sums[c] += static_cast<double>(partial[b * channels + c]);
+        for (int64_t c = 0; c < channels; ++c) {
+          double total = 0.0;
+          for (int64_t k = 0; k < inner; ++k) total += static_cast<double>(partial[b * width + c * inner + k]);
+          sums[c] += total;
+        }
       }
     }
     return;

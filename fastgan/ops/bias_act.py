@@ -75,6 +75,8 @@ class _BiasActForward(torch.autograd.Function):
         ctx.shape = x.shape
         ctx.save_for_backward(*saved)
         ctx.save_for_forward(*saved)
+        # No zeros for a missing upstream (the double backward of relu/lrelu/linear gives y none): skip the pass.
+        ctx.set_materialize_grads(False)
 
     @staticmethod
     def backward(ctx, dy):

@@ -7,8 +7,9 @@ fwd_bwd; torch.compile cannot run a double backward and says so).
 Bytes (n elements, s bytes each; the [C] bias is negligible) and FLOPs (arithmetic per element, rough):
   fwd      read x, write y:                                               2 n s     lrelu 2n, silu 6n
   fwd_bwd  + read dy and the saved tensor (y: lrelu; x: silu), write dx:  5 n s     lrelu 4n, silu 14n
-  full     + double backward: read the upstream v of dx and the saved
-           tensor, write d dy (lrelu); silu also reads dy, writes d x:    lrelu 8 n s, silu 10 n s
+  full     forward, input gradient (create_graph), its backward to x, b
+           and dy: read the upstream v of dx and the saved tensor, write
+           d dy (lrelu); silu also reads dy, writes d x:                  lrelu 8 n s, silu 10 n s
                                                                           lrelu 5n, silu 26n
 Critic case (mode d_step): the WGAN-GP critic step of a DCGAN-style critic (forward on real, fake and interpolates,
 the textbook penalty with its double backward, the backward to the parameters), the original model ("eager") vs
@@ -52,10 +53,10 @@ def _fwd_bwd(fn, x, b, dy):
 
 
 def _full(fn, x, b, dy, v):
-    """Forward, backward with create_graph, and the backward of that backward (dy requires grad, as the upstream
-    gradient inside a critic does)."""
-    dx, db = torch.autograd.grad(fn(x, b), (x, b), dy, create_graph=True)
-    return torch.autograd.grad((dx, db), (x, b, dy), (v, torch.ones_like(db)), allow_unused=True)
+    """What a gradient penalty does: forward, the input gradient with create_graph, and the backward of that
+    backward to the input, the bias and the upstream gradient (dy requires grad, as inside a critic)."""
+    (dx,) = torch.autograd.grad(fn(x, b), x, dy, create_graph=True)
+    return torch.autograd.grad(dx, (x, b, dy), v, allow_unused=True)
 
 
 DRIVERS = {"fwd": _fwd, "fwd_bwd": _fwd_bwd, "full": _full}

@@ -41,7 +41,6 @@ from fastgan.ops.clip_weights import clip_weights_  # noqa: E402
 from fastgan.penalties import dragan_penalty, gradient_penalty, r1_penalty, r2_penalty  # noqa: E402
 
 __all__ = [
-    "__version__", "ops", "set_backend", "backend", "get_backend", "BackendUnavailableError",
-    "gradient_penalty", "r1_penalty", "r2_penalty", "dragan_penalty",
+    "__version__", "ops", "nn", "optim", "losses", "mix", "set_backend", "backend", "get_backend",
+    "BackendUnavailableError", "gradient_penalty", "r1_penalty", "r2_penalty", "dragan_penalty", "clip_weights_",
 ]
-__all__ += ["clip_weights_", "optim"]

@@ -99,7 +99,7 @@ def test_every_backend_matches_reference(device, backend, dtype):
             ref_d, ref_g = ops.mixture_gan_loss_reference(*x64, kind, **LSGAN)
             assert_close_to_reference(d_loss, ref_d, acc)
             assert_close_to_reference(g_loss, ref_g, acc)
-            up_d, up_g = torch.rand(2, dtype=torch.float64) + 0.5
+            up_d, up_g = torch.rand(2, dtype=torch.float64, device=device) + 0.5
             got = torch.autograd.grad((d_loss, g_loss), x, (up_d.to(acc), up_g.to(acc)))
             want = torch.autograd.grad((ref_d, ref_g), x64, (up_d, up_g))
             lowp = None

@@ -77,7 +77,7 @@ int mixture_gan_loss_forward_cpu(DType dtype, const void* real, const void* fake
     const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, tg * chunk));
     at::parallel_for(0, td * chunks, grain, [&](int64_t begin, int64_t end) {
       A ra[kMixChunk], fa[kMixChunk], e[kMixChunk], l[kMixChunk], loss_d[kMixChunk], loss_g[kMixChunk],
-          df_d[kMixChunk], df_g[kMixChunk], real_d[kMixChunk], acc_d[kMixChunk], acc_g[kMixChunk];
+          df_d[kMixChunk], df_g[kMixChunk], real_d[kMixChunk], acc_d[kMixChunk], acc_g[kMixChunk], inv[kMixChunk];
       for (int64_t item = begin; item < end; ++item) {
         const int64_t j = item / chunks, k = item % chunks;
         const int64_t lo = k * chunk, len = std::min(batch, lo + chunk) - lo;
@@ -101,7 +101,7 @@ int mixture_gan_loss_forward_cpu(DType dtype, const void* real, const void* fake
           }
           if (softplus) {  // one exp, one log1p and one division per logit serve both players
             cpu::softplus_parts(fa, len, e, l);
-            cpu::softplus_both(kind == kMinimax, fa, e, l, len, loss_d, df_d, loss_g, df_g);
+            cpu::softplus_both(kind == kMinimax, fa, e, l, len, inv, loss_d, df_d, loss_g, df_g);
           } else {
             cpu::fake_terms(kind, kDiscriminator, fa, e, l, len, ta, tc, loss_d, df_d);
             cpu::fake_terms(kind, kGenerator, fa, e, l, len, ta, tc, loss_g, df_g);

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from fastgan import _ext, backends
-from fastgan.ops._common import acc_dtype, check_choice, check_same_device, check_tensor
+from fastgan.ops._common import acc_dtype, check_choice, check_tensor
 
 KINDS = {"nonsaturating": 0, "minimax": 1, "hinge": 2, "wasserstein": 3, "lsgan": 4, "relativistic": 5}
 PLAYERS = {"d": 0, "g": 1}
@@ -57,23 +57,24 @@ class GanLossFunction(torch.autograd.Function):
     """One kernel reads the logits once and writes the loss and its gradient; backward scales that gradient."""
 
     @staticmethod
-    def forward(ctx, real, fake, config, backend):
-        need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+    def forward(ctx, real, fake, config, kernels):
+        need = ctx.needs_input_grad
         kind, player, reduction, a, b, c = config
-        loss, grad = _kernels(backend).forward(fake if real is None else real, fake, kind, player, reduction,
-                                               a, b, c, need_grad)
+        loss, grad = kernels.forward(fake if real is None else real, fake, kind, player, reduction, a, b, c,
+                                     need[0] or need[1])
         ctx.save_for_backward(real, fake, grad)
-        ctx.config, ctx.backend = config, backend
+        ctx.config, ctx.kernels = config, kernels
         return loss
 
     @staticmethod
     def backward(ctx, upstream):
         real, fake, grad = ctx.saved_tensors
-        upstream = upstream.contiguous()
+        if not upstream.is_contiguous():  # e.g. the expanded gradient of a .sum() for reduction="none"
+            upstream = upstream.contiguous()
         if torch.is_grad_enabled():  # create_graph: go through the differentiable backward
-            flat = GanLossBackward.apply(upstream, real, fake, grad, ctx.config, ctx.backend)
+            flat = GanLossBackward.apply(upstream, real, fake, grad, ctx.config, ctx.kernels)
         else:
-            flat = _kernels(ctx.backend).backward(upstream, grad, fake)
+            flat = ctx.kernels.backward(upstream, grad, fake)
         n_real = 0 if real is None else real.numel()
         grad_real = flat.narrow(0, 0, n_real) if n_real and ctx.needs_input_grad[0] else None
         grad_fake = flat.narrow(0, n_real, fake.numel()) if ctx.needs_input_grad[1] else None
@@ -84,10 +85,10 @@ class GanLossBackward(torch.autograd.Function):
     """d logits = upstream * saved gradient (one pass); its own backward, the second order, in PyTorch ops."""
 
     @staticmethod
-    def forward(ctx, upstream, real, fake, grad, config, backend):
+    def forward(ctx, upstream, real, fake, grad, config, kernels):
         ctx.save_for_backward(upstream, real, fake)
         ctx.config = config
-        return _kernels(backend).backward(upstream, grad, fake)
+        return kernels.backward(upstream, grad, fake)
 
     @staticmethod
     def backward(ctx, v):
@@ -167,35 +168,61 @@ def _check_number(value, name):
     return float(value)
 
 
-def _check_args(real_logits, fake_logits, kind, player, reduction, a, b, c):
-    """Validates the arguments; returns (kind, player, reduction) codes and the lsgan targets as floats."""
-    check_tensor(fake_logits, "fake_logits")
+_CONFIGS = {}
+
+
+def _config(kind, player, reduction, a, b, c):
+    """(kind, player, reduction codes, a, b, c as floats), validated once per distinct argument tuple: the op is
+    launch-bound at the usual sizes (B logits), so the per-call Python is kept short."""
+    key = (kind, player, reduction, a, b, c, type(a), type(b), type(c))  # the types: True == 1 but is no number
+    try:
+        return _CONFIGS[key]
+    except (KeyError, TypeError):  # TypeError: an unhashable argument, reported by the checks below
+        pass
     check_choice(kind, "kind", tuple(KINDS))
     check_choice(player, "player", tuple(PLAYERS))
     check_choice(reduction, "reduction", tuple(REDUCTIONS))
-    codes = (KINDS[kind], PLAYERS[player], REDUCTIONS[reduction])
-    targets = (_check_number(a, "a"), _check_number(b, "b"), _check_number(c, "c"))
+    config = (KINDS[kind], PLAYERS[player], REDUCTIONS[reduction], _check_number(a, "a"), _check_number(b, "b"),
+              _check_number(c, "c"))
+    if len(_CONFIGS) < 256:
+        _CONFIGS[key] = config
+    return config
+
+
+def _check_args(real_logits, fake_logits, config):
+    """Validates the tensors for a loss of `config`; returns whether the loss reads real_logits."""
+    kind, player, reduction = config[:3]
+    check_tensor(fake_logits, "fake_logits")
     if fake_logits.numel() == 0:
         raise ValueError(f"fake_logits must not be empty, got shape {tuple(fake_logits.shape)}")
-    if not uses_real(codes[0], codes[1]):
+    if not uses_real(kind, player):
         if real_logits is not None:
             check_tensor(real_logits, "real_logits")
-        return codes, targets
+        return False
     if real_logits is None:
-        raise ValueError(f"real_logits is required for the {kind} {'discriminator' if player == 'd' else 'generator'}"
-                         " loss")
+        names = {code: name for name, code in KINDS.items()}
+        raise ValueError(f"real_logits is required for the {names[kind]} "
+                         f"{'discriminator' if player == PLAYERS['d'] else 'generator'} loss")
     check_tensor(real_logits, "real_logits")
-    check_same_device([("fake_logits", fake_logits), ("real_logits", real_logits)])
+    if real_logits.device != fake_logits.device:
+        raise ValueError(f"real_logits is on {real_logits.device} but fake_logits is on {fake_logits.device}: move "
+                         "them to one device")
     if real_logits.dtype != fake_logits.dtype:
         raise TypeError(f"real_logits and fake_logits must have the same dtype, got {real_logits.dtype} and "
                         f"{fake_logits.dtype}")
     if real_logits.numel() == 0:
         raise ValueError(f"real_logits must not be empty, got shape {tuple(real_logits.shape)}")
-    if is_paired(*codes) and real_logits.shape != fake_logits.shape:
-        why = "relativistic losses pair them per sample" if kind == "relativistic" else 'reduction="none" adds them per sample'
+    if is_paired(kind, player, reduction) and real_logits.shape != fake_logits.shape:
+        why = "relativistic losses pair them per sample" if kind == _RELATIVISTIC else \
+            'reduction="none" adds them per sample'
         raise ValueError(f"real_logits and fake_logits must have the same shape ({why}), got "
                          f"{tuple(real_logits.shape)} and {tuple(fake_logits.shape)}")
-    return codes, targets
+    return True
+
+
+def _flat(x):
+    # [B] contiguous logits (a critic's usual output) go in as they are: a reshape would add a view to the graph.
+    return x if x.dim() == 1 and x.is_contiguous() else x.reshape(-1)
 
 
 def gan_loss(real_logits, fake_logits, kind="nonsaturating", player="d", reduction="mean", a=0.0, b=1.0, c=1.0):
@@ -212,15 +239,14 @@ def gan_loss(real_logits, fake_logits, kind="nonsaturating", player="d", reducti
     Returns:
         The loss: 0-dim, or fake_logits' shape for "none"; float32 (float64 for float64 logits).
     """
-    (kind_code, player_code, reduction_code), (a, b, c) = _check_args(real_logits, fake_logits, kind, player,
-                                                                      reduction, a, b, c)
+    config = _config(kind, player, reduction, a, b, c)
+    reads_real = _check_args(real_logits, fake_logits, config)
     backend = backends.select("gan_loss", fake_logits.device, cuda_order=CUDA_ORDER)
     if backend == "reference":
-        return gan_loss_reference(real_logits, fake_logits, kind, player, reduction, a, b, c)
-    real = real_logits.reshape(-1) if uses_real(kind_code, player_code) else None
-    config = (kind_code, player_code, reduction_code, a, b, c)
-    loss = GanLossFunction.apply(real, fake_logits.reshape(-1), config, backend)
-    return loss.view(fake_logits.shape) if reduction_code == REDUCTIONS["none"] else loss
+        return gan_loss_reference(real_logits, fake_logits, kind, player, reduction, *config[3:])
+    loss = GanLossFunction.apply(_flat(real_logits) if reads_real else None, _flat(fake_logits), config,
+                                 _kernels(backend))
+    return loss.view(fake_logits.shape) if config[2] == REDUCTIONS["none"] else loss
 
 
 def _softplus(x):
@@ -262,15 +288,10 @@ def gan_loss_reference(real_logits, fake_logits, kind="nonsaturating", player="d
 
 
 class _ExtensionKernels:
-    """cpp and cuda: the C++ ops, dispatched on the tensors' device by torch."""
+    """cpp and cuda: the C++ ops (their overloads, bound once the library is loaded: calling an overload skips the
+    packet's Python dispatch), dispatched on the tensors' device by torch."""
 
-    @staticmethod
-    def forward(real, fake, kind, player, reduction, a, b, c, need_grad):
-        return torch.ops.fastgan.gan_loss_forward(real, fake, kind, player, reduction, a, b, c, need_grad)
-
-    @staticmethod
-    def backward(upstream, grad, like):
-        return torch.ops.fastgan.gan_loss_backward(upstream, grad, like)
+    forward = backward = None
 
 
 def _kernels(backend):
@@ -290,6 +311,9 @@ def output_sizes(real, fake, kind, player, reduction, need_grad):
 
 @_ext.on_load
 def _register_fakes():
+    _ExtensionKernels.forward = torch.ops.fastgan.gan_loss_forward.default
+    _ExtensionKernels.backward = torch.ops.fastgan.gan_loss_backward.default
+
     @torch.library.register_fake("fastgan::gan_loss_forward")
     def _forward_fake(real, fake, kind, player, reduction, a, b, c, need_grad):
         loss_numel, grad_numel = output_sizes(real, fake, kind, player, reduction, need_grad)

@@ -12,6 +12,37 @@
 #include "gan_loss/gan_loss_cpu_math.h"
 
 namespace fastgan {
+
+// Runtime-dispatched clones (an ifunc picks one when the library loads) on x86-64 Linux with gcc; elsewhere the
+// baseline only. Feature names, not arch=: gcc's resolver matches arch= against the exact CPU model.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define FASTGAN_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define FASTGAN_CPU_CLONES
+#endif
+
+namespace cpu {
+FASTGAN_CPU_CLONES void softplus_parts_f32(const float* x, int64_t n, float* e, float* l) {
+  softplus_parts_generic(x, n, e, l);
+}
+FASTGAN_CPU_CLONES void real_terms_f32(int kind, const float* r, const float* e, const float* l, int64_t n, float tb,
+                                       float* loss, float* d) {
+  real_terms_generic(kind, r, e, l, n, tb, loss, d);
+}
+FASTGAN_CPU_CLONES void fake_terms_f32(int kind, int player, const float* f, const float* e, const float* l, int64_t n,
+                                       float ta, float tc, float* loss, float* d) {
+  fake_terms_generic(kind, player, f, e, l, n, ta, tc, loss, d);
+}
+FASTGAN_CPU_CLONES void relativistic_terms_f32(int player, const float* x, const float* e, const float* l, int64_t n,
+                                               float* loss, float* d_fake) {
+  relativistic_terms_generic(player, x, e, l, n, loss, d_fake);
+}
+FASTGAN_CPU_CLONES void softplus_both_f32(bool minimax, const float* x, const float* e, const float* l, int64_t n,
+                                          float* inv, float* loss_d, float* d_d, float* loss_g, float* d_g) {
+  softplus_both_generic(minimax, x, e, l, n, inv, loss_d, d_d, loss_g, d_g);
+}
+}  // namespace cpu
+
 namespace {
 
 constexpr int64_t kBlock = 256;

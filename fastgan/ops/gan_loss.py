@@ -244,8 +244,11 @@ def gan_loss(real_logits, fake_logits, kind="nonsaturating", player="d", reducti
     backend = backends.select("gan_loss", fake_logits.device, cuda_order=CUDA_ORDER)
     if backend == "reference":
         return gan_loss_reference(real_logits, fake_logits, kind, player, reduction, *config[3:])
-    loss = GanLossFunction.apply(_flat(real_logits) if reads_real else None, _flat(fake_logits), config,
-                                 _kernels(backend))
+    real, fake, kernels = _flat(real_logits) if reads_real else None, _flat(fake_logits), _kernels(backend)
+    if torch.is_grad_enabled() and (fake.requires_grad or (real is not None and real.requires_grad)):
+        loss = GanLossFunction.apply(real, fake, config, kernels)
+    else:  # nothing to differentiate: the kernel alone, without the autograd.Function around it
+        loss = kernels.forward(fake if real is None else real, fake, *config, False)[0]
     return loss.view(fake_logits.shape) if config[2] == REDUCTIONS["none"] else loss
 
 

@@ -171,10 +171,12 @@ def mixture_gan_loss(real_logits, fake_logits, g_weight_logits, d_weight_logits,
     acc = torch.float64 if fake_logits.dtype is torch.float64 else torch.float32
     real = (real_logits if real_logits.is_contiguous() else real_logits.contiguous()) if has_real \
         else fake_logits.new_zeros(td, batch)
-    d_loss, g_loss = MixtureGanLossFunction.apply(real, fake_logits if fake_logits.is_contiguous()
-                                                  else fake_logits.contiguous(),
-                                                  _weights(g_weight_logits, acc), _weights(d_weight_logits, acc),
-                                                  config, backend)
+    inputs = (real, fake_logits if fake_logits.is_contiguous() else fake_logits.contiguous(),
+              _weights(g_weight_logits, acc), _weights(d_weight_logits, acc))
+    if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+        d_loss, g_loss = MixtureGanLossFunction.apply(*inputs, config, backend)
+    else:  # nothing to differentiate: the kernel alone, without the autograd.Function around it
+        d_loss, g_loss, _ = _kernels(backend).forward(*inputs, *config, False)
     return (d_loss if has_real else None), g_loss
 
 

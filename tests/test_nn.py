@@ -223,6 +223,8 @@ def test_wgan_gp_critic_step_triton_fp32():
 
 def test_torch_compile_forward_of_fused_critic():
     torch._dynamo.reset()
+    # fastgan loads its extension on first use under a lock dynamo cannot trace: load it before a fullgraph compile
+    fastgan._ext.load()
     torch.manual_seed(0)
     critic = fuse_activations(DCGANCritic(image_size=8, channels=1, width=4, depth=1))
     x = torch.randn(3, 1, 8, 8)

@@ -5,7 +5,9 @@ Gradient (one fused pass, the bias sum included):
     dx = dy * f,   f = gain * act'(z) * [|gain * act(z)| <= c],   db_k = sum of dx over every index with channel k.
 Second order (one fused pass): with u the upstream gradient of dx (plus db's upstream broadcast along `dim`),
     d dy = u * f,   d z = u * dy * f',   f' = gain * act''(z) * [not clamped]   (d x = d z; d b = sum of d z).
-    f' = 0 for linear, relu and lrelu: that term is neither computed nor stored.
+    f' = 0 for linear, relu and lrelu: that term is neither computed nor stored, and nothing is propagated through
+    it (the layers before get no zero-filled gradients to work through; autograd.grad then reports an input reached
+    only that way as unused: pass allow_unused=True, materialize_grads=True for zeros).
 Third and higher orders: the backward of the second-order op is written in PyTorch ops from the closed forms of
 act', act'' and act''' (see `_torch_factors`), so every order is exact; nothing is approximated.
 Forward mode (torch.func.jvp, torch.autograd.forward_ad): tangent y = f * (tangent x + tangent b), computed by the
@@ -28,6 +30,7 @@ Shapes: x [*] of any dense layout (channels_last is kept; other strides are made
 y like x. Math in fp32 for fp16/bf16 storage (fp64 for fp64). The bias gradient is summed deterministically.
 """
 import collections
+import functools
 import math
 import numbers
 
@@ -56,219 +59,246 @@ Config = collections.namedtuple("Config", "act code saved alpha gain clamp dim b
 
 
 # --------------------------------------------------------------------------------------------- autograd
+#
+# Three levels, each an autograd.Function built from the plain functions below:
+#   1 BiasActFunction        y = kernel forward;                 backward -> level 2;  jvp -> level 2 (fused)
+#   2 BiasActBackward        (dx, db) = fused backward kernel;    backward -> level 3;  jvp in PyTorch ops
+#   3 BiasActDoubleBackward  (d dy, d s, d b) = fused kernel;     backward and jvp in PyTorch ops (exact, any order)
+# Each level exists in three variants (see _function): ctx-style with jvp for plain eager use (torch 2.x binds the
+# arguments of setup_context-style Functions through inspect.signature on every call: ~70 us), setup_context-style
+# with jvp while torch.func transforms are active (they need that style), and setup_context-style without jvp
+# inside torch.compile (dynamo refuses Functions that define jvp; forward-mode AD does not run there anyway).
 
-class _BiasActForward(torch.autograd.Function):
-    """Fused forward; backward = BiasActBackward (itself differentiable). BiasActFunction adds the jvp."""
 
-    @staticmethod
-    def forward(x, bias, cfg):
-        return _kernels(cfg.backend).forward(x, bias, cfg.code, cfg.alpha, cfg.gain, cfg.clamp, cfg.dim)
+def _forward1(x, bias, cfg):
+    return _kernels(cfg.backend).forward(x, bias, cfg.code, cfg.alpha, cfg.gain, cfg.clamp, cfg.dim)
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        x, bias, cfg = inputs
-        ctx.cfg = cfg
-        if cfg.saved == SAVED_Y:
-            saved = (None, None, None if cfg.act == "linear" else output)
+
+def _setup1(ctx, inputs, output):
+    x, bias, cfg = inputs
+    ctx.cfg = cfg
+    if cfg.saved == SAVED_Y:
+        saved = (None, None, None if cfg.act == "linear" else output)
+    else:
+        saved = (x, bias, None)
+    ctx.shape = x.shape
+    ctx.save_for_backward(*saved)
+    ctx.save_for_forward(*saved)
+    # No zeros for a missing upstream (the double backward of relu/lrelu/linear gives y none): skip the pass.
+    ctx.set_materialize_grads(False)
+
+
+def _backward1(ctx, dy):
+    x, bias, y = ctx.saved_tensors
+    need_x, need_b = ctx.needs_input_grad[:2]
+    if dy is None or not (need_x or need_b):
+        return None, None, None
+    dx, db = _function(2, ctx.cfg).apply(dy, x, bias, y, ctx.cfg, bool(need_b))
+    return (dx if need_x else None), (db if need_b else None), None
+
+
+def _jvp1(ctx, tx, tb, _):
+    # tangent y = f * (tangent x + tangent b): the fused backward kernel, differentiable in turn.
+    x, bias, y = ctx.saved_tensors
+    t = _broadcast_add(tx, tb, ctx.cfg.dim, ctx.shape)
+    if t is None:
+        return None
+    dx, _ = _function(2, ctx.cfg).apply(t, x, bias, y, ctx.cfg, False)
+    return dx
+
+
+def _forward2(dy, x, bias, y, cfg, need_db):
+    ref = _layout_ref(x, y, dy)
+    dy = _match(dy, ref)
+    return _kernels(cfg.backend).backward(dy, x, bias, y, cfg.code, cfg.saved, cfg.alpha, cfg.gain, cfg.clamp,
+                                          cfg.dim, need_db)
+
+
+def _setup2(ctx, inputs, outputs):
+    dy, x, bias, y, cfg, need_db = inputs
+    ctx.cfg = cfg
+    ctx.shape = dy.shape
+    ctx.need_db = need_db
+    # dy only matters for the act'' term, which is zero for the piecewise-linear activations.
+    ctx.save_for_backward(None if cfg.act in PIECEWISE_LINEAR else dy, x, bias, y)
+    ctx.save_for_forward(dy, x, bias, y)
+    ctx.set_materialize_grads(False)
+    if not need_db:
+        ctx.mark_non_differentiable(outputs[1])
+
+
+def _backward2(ctx, g_dx, g_db):
+    dy, x, bias, y = ctx.saved_tensors
+    cfg = ctx.cfg
+    need_dy, need_x, need_b, need_y = ctx.needs_input_grad[:4]
+    u = _broadcast_add(g_dx, g_db, cfg.dim, ctx.shape)
+    smooth = cfg.act not in PIECEWISE_LINEAR
+    need_x = need_x and smooth
+    need_b = need_b and smooth and bias is not None
+    need_y = need_y and smooth
+    if u is None or not (need_dy or need_x or need_b or need_y):
+        return None, None, None, None, None, None
+    g_dy, g_s, g_b = _function(3, cfg).apply(u, dy, x, bias, y, cfg, bool(need_dy), bool(need_x or need_y),
+                                             bool(need_b))
+    return ((g_dy if need_dy else None), (g_s if need_x else None), (g_b if need_b else None),
+            (g_s if need_y else None), None, None)
+
+
+def _jvp2(ctx, t_dy, t_x, t_b, t_y, _cfg, _need):
+    # Forward mode through the backward (Hessian-vector products): t_dx = t_dy f + dy f' t_s, in PyTorch ops.
+    dy, x, bias, y = ctx.saved_tensors
+    cfg = ctx.cfg
+    s = _saved_z(x, bias, cfg) if cfg.saved == SAVED_X else y
+    t_s = _broadcast_add(t_x, t_b, cfg.dim, dy.shape) if cfg.saved == SAVED_X else t_y
+    f0, f1, _ = _torch_factors(s, cfg, 2, dy)
+    acc = acc_dtype(dy.dtype)
+    t_dx = None
+    if t_dy is not None:
+        t_dx = t_dy.to(acc) * f0
+    if t_s is not None and f1 is not None:
+        term = dy.to(acc) * f1 * t_s.to(acc)
+        t_dx = term if t_dx is None else t_dx + term
+    if t_dx is None:
+        # Explicit zeros: returning None here trips an internal assert of torch's forward AD (2.14) when the
+        # backward runs inside a dual level.
+        t_dx = torch.zeros((), dtype=acc, device=dy.device)
+    t_dx = _full(t_dx, dy.shape)
+    t_db = _reduce_to_channel(t_dx, cfg.dim) if ctx.need_db else None
+    return t_dx.to(dy.dtype), (t_db.to(dy.dtype) if t_db is not None else None)
+
+
+def _forward3(u, dy, x, bias, y, cfg, need_gdy, need_gs, need_gb):
+    ref = _layout_ref(x, y, u)
+    u = _match(u, ref)
+    dy = u if dy is None else _match(dy, ref)  # piecewise linear: dy is never read
+    return _kernels(cfg.backend).grad2(u, dy, x, bias, y, cfg.code, cfg.saved, cfg.alpha, cfg.gain, cfg.clamp,
+                                       cfg.dim, need_gdy, need_gs, need_gb)
+
+
+def _setup3(ctx, inputs, outputs):
+    u, dy, x, bias, y, cfg, need_gdy, need_gs, need_gb = inputs
+    ctx.cfg = cfg
+    ctx.save_for_backward(u, dy, x, bias, y)
+    ctx.save_for_forward(u, dy, x, bias, y)
+    ctx.set_materialize_grads(False)
+    smooth = cfg.act not in PIECEWISE_LINEAR
+    ctx.needs = (need_gdy, need_gs and smooth, need_gb and smooth and bias is not None and cfg.saved == SAVED_X)
+    unused = [out for out, need in zip(outputs, ctx.needs) if not need]
+    if unused:
+        ctx.mark_non_differentiable(*unused)
+
+
+def _backward3(ctx, a, c_s, c_b):
+    # Third order, in PyTorch ops from closed forms: with f, f', f'' the derivative factor and its slopes,
+    #   d u = a f + c dy f',  d dy = c u f',  d s = a u f' + c u dy f''   (c: upstream of d s, plus d b's).
+    u, dy, x, bias, y = ctx.saved_tensors
+    cfg = ctx.cfg
+    acc = acc_dtype(u.dtype)
+    c = _broadcast_add(c_s, c_b, cfg.dim, u.shape) if cfg.saved == SAVED_X else c_s
+    s = _saved_z(x, bias, cfg) if cfg.saved == SAVED_X else y
+    f0, f1, f2 = _torch_factors(s, cfg, 3, u)
+    uu = u.to(acc)
+    d_u = d_dy = d_s = None
+    if a is not None:
+        d_u = a.to(acc) * f0
+        if f1 is not None:
+            d_s = a.to(acc) * uu * f1
+    if c is not None and f1 is not None:
+        dyy = dy.to(acc)
+        cc = c.to(acc)
+        term = cc * dyy * f1
+        d_u = term if d_u is None else d_u + term
+        d_dy = cc * uu * f1
+        if f2 is not None:
+            term = cc * uu * dyy * f2
+            d_s = term if d_s is None else d_s + term
+    shape = u.shape
+    d_u = None if d_u is None else _full(d_u, shape).to(u.dtype)
+    d_dy = None if d_dy is None else _full(d_dy, shape).to(u.dtype)
+    d_x = d_b = d_y = None
+    if d_s is not None:
+        d_s = _full(d_s, shape)
+        if cfg.saved == SAVED_X:
+            d_x = d_s.to(x.dtype)
+            d_b = _reduce_to_channel(d_s, cfg.dim).to(bias.dtype) if bias is not None else None
         else:
-            saved = (x, bias, None)
-        ctx.shape = x.shape
-        ctx.save_for_backward(*saved)
-        ctx.save_for_forward(*saved)
-        # No zeros for a missing upstream (the double backward of relu/lrelu/linear gives y none): skip the pass.
-        ctx.set_materialize_grads(False)
-
-    @staticmethod
-    def backward(ctx, dy):
-        x, bias, y = ctx.saved_tensors
-        need_x, need_b = ctx.needs_input_grad[:2]
-        if dy is None or not (need_x or need_b):
-            return None, None, None
-        level2 = _BiasActBackwardBase if ctx.cfg.compiled else BiasActBackward
-        dx, db = level2.apply(dy, x, bias, y, ctx.cfg, bool(need_b))
-        return (dx if need_x else None), (db if need_b else None), None
+            d_y = d_s.to(y.dtype)
+    return d_u, d_dy, d_x, d_b, d_y, None, None, None, None
 
 
-class BiasActFunction(_BiasActForward):
-    """The op's autograd.Function: fused forward, differentiable fused backward, and a jvp for forward-mode AD
-    (tangent y = f * (tangent x + tangent b), by the fused backward kernel: differentiable in turn)."""
+def _jvp3(ctx, t_u, t_dy, t_x, t_b, t_y, _cfg, need_gdy, need_gs, need_gb):
+    # For backward passes run inside a forward-AD dual level (a loss on a jvp's tangent, back-propagated).
+    u, dy, x, bias, y = ctx.saved_tensors
+    cfg = ctx.cfg
+    acc = acc_dtype(u.dtype)
+    s = _saved_z(x, bias, cfg) if cfg.saved == SAVED_X else y
+    t_s = _broadcast_add(t_x, t_b, cfg.dim, u.shape) if cfg.saved == SAVED_X else t_y
+    f0, f1, f2 = _torch_factors(s, cfg, 3, u)
+    uu = u.to(acc)
+    dyy = None if dy is None else dy.to(acc)
 
-    @staticmethod
-    def jvp(ctx, tx, tb, _):
-        x, bias, y = ctx.saved_tensors
-        t = _broadcast_add(tx, tb, ctx.cfg.dim, ctx.shape)
-        if t is None:
-            return None
-        dx, _ = BiasActBackward.apply(t, x, bias, y, ctx.cfg, False)
-        return dx
+    def total(*terms):
+        terms = [t for t in terms if t is not None]
+        out = terms[0] if terms else torch.zeros((), dtype=acc, device=u.device)
+        for t in terms[1:]:
+            out = out + t
+        return _full(out, u.shape)
 
+    def product(*factors):
+        return None if any(f is None for f in factors) else _prod(factors, acc)
 
-class _BiasActBackwardBase(torch.autograd.Function):
-    """dx (and db) in one fused pass; its backward, the second order, is BiasActDoubleBackward."""
-
-    @staticmethod
-    def forward(dy, x, bias, y, cfg, need_db):
-        ref = _layout_ref(x, y, dy)
-        dy = _match(dy, ref)
-        return _kernels(cfg.backend).backward(dy, x, bias, y, cfg.code, cfg.saved, cfg.alpha, cfg.gain, cfg.clamp,
-                                              cfg.dim, need_db)
-
-    @staticmethod
-    def setup_context(ctx, inputs, outputs):
-        dy, x, bias, y, cfg, need_db = inputs
-        ctx.cfg = cfg
-        ctx.shape = dy.shape
-        ctx.need_db = need_db
-        # dy only matters for the act'' term, which is zero for the piecewise-linear activations.
-        ctx.save_for_backward(None if cfg.act in PIECEWISE_LINEAR else dy, x, bias, y)
-        ctx.save_for_forward(dy, x, bias, y)
-        ctx.set_materialize_grads(False)
-        if not need_db:
-            ctx.mark_non_differentiable(outputs[1])
-
-    @staticmethod
-    def backward(ctx, g_dx, g_db):
-        dy, x, bias, y = ctx.saved_tensors
-        cfg = ctx.cfg
-        need_dy, need_x, need_b, need_y = ctx.needs_input_grad[:4]
-        u = _broadcast_add(g_dx, g_db, cfg.dim, ctx.shape)
-        smooth = cfg.act not in PIECEWISE_LINEAR
-        need_x = need_x and smooth
-        need_b = need_b and smooth and bias is not None
-        need_y = need_y and smooth
-        if u is None or not (need_dy or need_x or need_b or need_y):
-            return None, None, None, None, None, None
-        level3 = _BiasActDoubleBackwardBase if cfg.compiled else BiasActDoubleBackward
-        g_dy, g_s, g_b = level3.apply(u, dy, x, bias, y, cfg, bool(need_dy),
-                                                     bool(need_x or need_y), bool(need_b))
-        return ((g_dy if need_dy else None), (g_s if need_x else None), (g_b if need_b else None),
-                (g_s if need_y else None), None, None)
+    t_gdy = t_gs = t_gb = None
+    if ctx.needs[0]:
+        t_gdy = total(product(t_u, f0), product(uu, f1, t_s)).to(u.dtype)
+    if ctx.needs[1] or ctx.needs[2]:
+        t_gs = total(product(t_u, dyy, f1), product(uu, t_dy, f1), product(uu, dyy, f2, t_s))
+        if ctx.needs[2]:
+            t_gb = _reduce_to_channel(t_gs, cfg.dim).to(u.dtype)
+        t_gs = t_gs.to(u.dtype) if ctx.needs[1] else None
+    return t_gdy, t_gs, t_gb
 
 
-class BiasActBackward(_BiasActBackwardBase):
-    """_BiasActBackwardBase with a jvp, so forward-over-reverse (Hessian-vector products) works."""
-
-    @staticmethod
-    def jvp(ctx, t_dy, t_x, t_b, t_y, _cfg, _need):
-        # Forward mode through the backward (Hessian-vector products): plain PyTorch ops.
-        dy, x, bias, y = ctx.saved_tensors
-        cfg = ctx.cfg
-        s = _saved_z(x, bias, cfg) if cfg.saved == SAVED_X else y
-        t_s = _broadcast_add(t_x, t_b, cfg.dim, dy.shape) if cfg.saved == SAVED_X else t_y
-        f0, f1, _ = _torch_factors(s, cfg, 2, dy)
-        acc = acc_dtype(dy.dtype)
-        t_dx = None
-        if t_dy is not None:
-            t_dx = t_dy.to(acc) * f0
-        if t_s is not None and f1 is not None:
-            term = dy.to(acc) * f1 * t_s.to(acc)
-            t_dx = term if t_dx is None else t_dx + term
-        if t_dx is None:
-            # Explicit zeros: returning None here trips an internal assert of torch's forward AD (2.14) when the
-            # backward runs inside a dual level.
-            t_dx = torch.zeros((), dtype=acc, device=dy.device)
-        t_dx = _full(t_dx, dy.shape)
-        t_db = _reduce_to_channel(t_dx, cfg.dim) if ctx.need_db else None
-        return t_dx.to(dy.dtype), (t_db.to(dy.dtype) if t_db is not None else None)
+_LEVELS = {
+    1: ("BiasActFunction", "Fused bias + activation forward (level 1 of 3).", _forward1, _setup1, _backward1, _jvp1),
+    2: ("BiasActBackward", "dx and db in one fused pass (level 2 of 3).", _forward2, _setup2, _backward2, _jvp2),
+    3: ("BiasActDoubleBackward", "The double backward in one fused pass (level 3 of 3); its backward in PyTorch "
+        "ops.", _forward3, _setup3, _backward3, _jvp3),
+}
 
 
-class _BiasActDoubleBackwardBase(torch.autograd.Function):
-    """(d dy, d s, d b) = (u f, u dy f', sum u dy f') in one fused pass; its backward in PyTorch ops."""
+def _make_function(name, doc, forward, setup, backward, jvp, variant):
+    attrs = {"__doc__": doc, "__module__": __name__, "backward": staticmethod(backward)}
+    if variant == "eager":
+        def forward_with_ctx(ctx, *inputs):
+            output = forward(*inputs)
+            setup(ctx, inputs, output)
+            return output
 
-    @staticmethod
-    def forward(u, dy, x, bias, y, cfg, need_gdy, need_gs, need_gb):
-        ref = _layout_ref(x, y, u)
-        u = _match(u, ref)
-        dy = u if dy is None else _match(dy, ref)  # piecewise linear: dy is never read
-        return _kernels(cfg.backend).grad2(u, dy, x, bias, y, cfg.code, cfg.saved, cfg.alpha, cfg.gain, cfg.clamp,
-                                           cfg.dim, need_gdy, need_gs, need_gb)
-
-    @staticmethod
-    def setup_context(ctx, inputs, outputs):
-        u, dy, x, bias, y, cfg, need_gdy, need_gs, need_gb = inputs
-        ctx.cfg = cfg
-        ctx.save_for_backward(u, dy, x, bias, y)
-        ctx.save_for_forward(u, dy, x, bias, y)
-        ctx.set_materialize_grads(False)
-        smooth = cfg.act not in PIECEWISE_LINEAR
-        ctx.needs = (need_gdy, need_gs and smooth, need_gb and smooth and bias is not None and cfg.saved == SAVED_X)
-        unused = [out for out, need in zip(outputs, ctx.needs) if not need]
-        if unused:
-            ctx.mark_non_differentiable(*unused)
-
-    @staticmethod
-    def backward(ctx, a, c_s, c_b):
-        # Third order, in PyTorch ops from closed forms: with f, f', f'' the derivative factor and its slopes,
-        #   d u = a f + c dy f',  d dy = c u f',  d s = a u f' + c u dy f''   (c: upstream of d s, plus d b's).
-        u, dy, x, bias, y = ctx.saved_tensors
-        cfg = ctx.cfg
-        acc = acc_dtype(u.dtype)
-        c = _broadcast_add(c_s, c_b, cfg.dim, u.shape) if cfg.saved == SAVED_X else c_s
-        s = _saved_z(x, bias, cfg) if cfg.saved == SAVED_X else y
-        f0, f1, f2 = _torch_factors(s, cfg, 3, u)
-        uu = u.to(acc)
-        d_u = d_dy = d_s = None
-        if a is not None:
-            d_u = a.to(acc) * f0
-            if f1 is not None:
-                d_s = a.to(acc) * uu * f1
-        if c is not None and f1 is not None:
-            dyy = dy.to(acc)
-            cc = c.to(acc)
-            term = cc * dyy * f1
-            d_u = term if d_u is None else d_u + term
-            d_dy = cc * uu * f1
-            if f2 is not None:
-                term = cc * uu * dyy * f2
-                d_s = term if d_s is None else d_s + term
-        shape = u.shape
-        d_u = None if d_u is None else _full(d_u, shape).to(u.dtype)
-        d_dy = None if d_dy is None else _full(d_dy, shape).to(u.dtype)
-        d_x = d_b = d_y = None
-        if d_s is not None:
-            d_s = _full(d_s, shape)
-            if cfg.saved == SAVED_X:
-                d_x = d_s.to(x.dtype)
-                d_b = _reduce_to_channel(d_s, cfg.dim).to(bias.dtype) if bias is not None else None
-            else:
-                d_y = d_s.to(y.dtype)
-        return d_u, d_dy, d_x, d_b, d_y, None, None, None, None
+        attrs["forward"] = staticmethod(forward_with_ctx)
+    else:
+        attrs["forward"] = staticmethod(forward)
+        attrs["setup_context"] = staticmethod(setup)
+    if variant != "compile":
+        attrs["jvp"] = staticmethod(jvp)
+    suffix = {"eager": "", "functorch": "Functorch", "compile": "Compiled"}[variant]
+    return type(name + suffix, (torch.autograd.Function,), attrs)
 
 
-class BiasActDoubleBackward(_BiasActDoubleBackwardBase):
-    """_BiasActDoubleBackwardBase with a jvp (PyTorch ops), for backward passes run inside a forward-AD dual level
-    (a loss on a jvp's tangent, back-propagated)."""
+_FUNCTIONS = {(level, variant): _make_function(*spec, variant)
+              for level, spec in _LEVELS.items() for variant in ("eager", "functorch", "compile")}
+BiasActFunction = _FUNCTIONS[(1, "eager")]
+BiasActBackward = _FUNCTIONS[(2, "eager")]
+BiasActDoubleBackward = _FUNCTIONS[(3, "eager")]
+_functorch_active = getattr(torch._C, "_are_functorch_transforms_active", None)
 
-    @staticmethod
-    def jvp(ctx, t_u, t_dy, t_x, t_b, t_y, _cfg, need_gdy, need_gs, need_gb):
-        u, dy, x, bias, y = ctx.saved_tensors
-        cfg = ctx.cfg
-        acc = acc_dtype(u.dtype)
-        s = _saved_z(x, bias, cfg) if cfg.saved == SAVED_X else y
-        t_s = _broadcast_add(t_x, t_b, cfg.dim, u.shape) if cfg.saved == SAVED_X else t_y
-        f0, f1, f2 = _torch_factors(s, cfg, 3, u)
-        uu = u.to(acc)
-        dyy = None if dy is None else dy.to(acc)
 
-        def total(*terms):
-            terms = [t for t in terms if t is not None]
-            out = terms[0] if terms else torch.zeros((), dtype=acc, device=u.device)
-            for t in terms[1:]:
-                out = out + t
-            return _full(out, u.shape)
-
-        def product(*factors):
-            return None if any(f is None for f in factors) else _prod(factors, acc)
-
-        t_gdy = t_gs = t_gb = None
-        if ctx.needs[0]:
-            t_gdy = total(product(t_u, f0), product(uu, f1, t_s)).to(u.dtype)
-        if ctx.needs[1] or ctx.needs[2]:
-            t_gs = total(product(t_u, dyy, f1), product(uu, t_dy, f1), product(uu, dyy, f2, t_s))
-            if ctx.needs[2]:
-                t_gb = _reduce_to_channel(t_gs, cfg.dim).to(u.dtype)
-            t_gs = t_gs.to(u.dtype) if ctx.needs[1] else None
-        return t_gdy, t_gs, t_gb
+def _function(level, cfg):
+    """The autograd.Function of `level` for the current context (see the comment above)."""
+    if cfg.compiled:
+        return _FUNCTIONS[(level, "compile")]
+    if _functorch_active is None or _functorch_active():
+        return _FUNCTIONS[(level, "functorch")]
+    return _FUNCTIONS[(level, "eager")]
 
 
 # --------------------------------------------------------------------------------------------- public API
@@ -288,13 +318,7 @@ def bias_act(x, bias=None, act="lrelu", alpha=None, gain=1.0, clamp=None, dim=1)
         y, shaped and laid out like x.
     """
     check_tensor(x, "x")
-    act = _check_act(act)
-    alpha = _check_alpha(act, alpha)
-    gain = _check_real(gain, "gain")
-    if clamp is not None:
-        clamp = _check_real(clamp, "clamp")
-        if clamp < 0:
-            raise ValueError(f"clamp must be None or >= 0, got {clamp}")
+    act, alpha, gain, clamp, code, saved = _options(act, alpha, gain, clamp)
     if bias is not None:
         check_tensor(bias, "bias")
         check_same_device([("x", x), ("bias", bias)])
@@ -310,14 +334,12 @@ def bias_act(x, bias=None, act="lrelu", alpha=None, gain=1.0, clamp=None, dim=1)
     backend = backends.select("bias_act", x.device, cuda_order=CUDA_ORDER)
     if backend == "reference" or x.numel() == 0:
         return _reference(x, bias, act, alpha, gain, clamp, dim)
-    compiled = _compiling()
-    cfg = Config(act, ACTIVATIONS.index(act), _saved_form(act, alpha, gain, clamp), float(alpha), float(gain),
-                 -1.0 if clamp is None else float(clamp), dim, backend, compiled)
+    cfg = Config(act, code, saved, alpha, gain, -1.0 if clamp is None else clamp, dim, backend, _compiling())
     if not _is_dense(x):
         x = x.contiguous()
     if bias is not None and not bias.is_contiguous():
         bias = bias.contiguous()
-    return (_BiasActForward if compiled else BiasActFunction).apply(x, bias, cfg)
+    return _function(1, cfg).apply(x, bias, cfg)
 
 
 def bias_act_reference(x, bias=None, act="lrelu", alpha=None, gain=1.0, clamp=None, dim=1):
@@ -347,6 +369,35 @@ def saved_form(act, alpha=None, gain=1.0, clamp=None):
 
 
 # --------------------------------------------------------------------------------------------- helpers
+
+def _options(act, alpha, gain, clamp):
+    """Validated (act, alpha, gain, clamp, act code, saved form); cached, since a model calls the op with the same
+    few settings every step (the key holds the types too: gain=True must not pass as a cached gain=1)."""
+    if _compiling():  # dynamo traces through caches (and warns): validate directly, it is traced once anyway
+        return _validate_options(act, alpha, gain, clamp)
+    key = (act, alpha, type(alpha), gain, type(gain), clamp, type(clamp))
+    try:
+        return _cached_options(key)
+    except TypeError:  # unhashable arguments: validate without the cache (raises the error that names them)
+        return _validate_options(act, alpha, gain, clamp)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_options(key):
+    act, alpha, _, gain, _, clamp, _ = key
+    return _validate_options(act, alpha, gain, clamp)
+
+
+def _validate_options(act, alpha, gain, clamp):
+    act = _check_act(act)
+    alpha = float(_check_alpha(act, alpha))
+    gain = _check_real(gain, "gain")
+    if clamp is not None:
+        clamp = _check_real(clamp, "clamp")
+        if clamp < 0:
+            raise ValueError(f"clamp must be None or >= 0, got {clamp}")
+    return act, alpha, gain, clamp, ACTIVATIONS.index(act), _saved_form(act, alpha, gain, clamp)
+
 
 def _check_act(act):
     if not isinstance(act, str):

@@ -135,7 +135,11 @@ def _params(run_dir):
     return state
 
 
-@pytest.mark.parametrize("recipe,data", [("wgan-gp", "ring8"), ("dcgan", "digits")])
+@pytest.mark.parametrize("recipe,data", [
+    pytest.param("wgan-gp", "ring8", marks=pytest.mark.xfail(
+        strict=True, reason="known bug (issue 6, open): a resumed wgan-gp run drifts from the uninterrupted one by "
+                            "~5e-4 after 3 steps; strict, so the fix shows up as an XPASS")),
+    ("dcgan", "digits")])
 def test_resume_is_bit_exact(tmp_path, recipe, data):
     """An interrupted run (3 of 6 steps, then --resume to 6) ends with the same parameters and optimizer state as
     an uninterrupted one (CPU, fixed seed). wgan-gp: Adam, the penalty's random interpolates; dcgan: batch-norm

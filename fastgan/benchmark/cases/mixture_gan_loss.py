@@ -12,7 +12,7 @@ once (fwd_bwd); fwd computes the two losses without gradient.
 Bytes: the logits read once, 4 + 2 weights per pair; fwd_bwd also writes the logits' gradients and reads/writes the
 saved Jacobian (2 x the logits in fp32). FLOPs: ~30 per pair of logits (exp, log1p, both players' terms).
 
-mixture_gan_step, sizes T x B x C x H (5 DCGAN-style components at H x H, width 32 for medium/large, 8 for small):
+mixture_gan_step, sizes T x B x C x H (T DCGAN-style components at H x H, width 32, 8 for H <= 16):
   looped    MixtureGAN(batched=False): a Python loop over the components (the baseline)
   batched   MixtureGAN: the components stacked and run under torch.vmap
 Modes d_step (the discriminators' loss and backward) and g_step (the generators').
@@ -34,7 +34,7 @@ SIZES = {
     "large": [(5, 5, 64), (8, 8, 256), (10, 10, 1024)],
 }
 STEP_SIZES = {
-    "small": [(5, 16, 1, 16)],
+    "small": [(3, 8, 1, 8)],  # a smoke-test size
     "medium": [(5, 32, 3, 32)],
     "large": [(5, 64, 3, 32), (5, 128, 3, 32)],
 }

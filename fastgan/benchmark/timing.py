@@ -19,7 +19,8 @@ import torch
 
 # Default effort; the harness switches to the quick profile for smoke tests (fewer, shorter repeats).
 PROFILES = {
-    "normal": {"warmup": 3, "repeats": 20, "min_run_time": 0.2, "min_blocks": 5, "warmup_ms": 25, "rep_ms": 100},
+    "normal": {"warmup": 3, "repeats": 20, "min_run_time": 0.3, "min_blocks": 6, "warmup_ms": 25, "rep_ms": 100,
+               "rounds": 3},
     "quick": {"warmup": 1, "repeats": 3, "min_run_time": 0.01, "min_blocks": 3, "warmup_ms": 2, "rep_ms": 5,
               "single_calls": True},
 }
@@ -59,27 +60,67 @@ def measure(fn, device, warmup=None, repeats=None, min_run_time=None, memory=Tru
     for _ in range(warmup):
         fn()
     result = _measure_cpu(fn, min_run_time)
+    result.pop("times_ms")
     result["peak_mem_mb"] = _peak_dispatch(fn) if memory else None
     return result
 
 
-def _measure_cpu(fn, min_run_time):
+def _measure_cpu(fn, min_run_time, min_blocks=None):
     from torch.utils import benchmark
 
+    min_blocks = _profile["min_blocks"] if min_blocks is None else min_blocks
     timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
     if _profile.get("single_calls"):
         # quick profile (smoke tests): a few single calls, no block calibration
-        times = sorted(timer.timeit(1).mean * 1e3 for _ in range(_profile["min_blocks"]))
-        return {"median_ms": statistics.median(times), "p20_ms": _percentile(times, 0.2),
-                "p80_ms": _percentile(times, 0.8), "n": len(times)}
-    result = timer.blocked_autorange(min_run_time=min_run_time)
-    times = [t * 1e3 for t in result.times]
-    # Slow calls give a single block in min_run_time: top up so that medians and percentiles mean something.
-    while len(times) < _profile["min_blocks"]:
-        times.append(timer.timeit(result.number_per_run).mean * 1e3)
-    times.sort()
+        times, number = [timer.timeit(1).mean * 1e3 for _ in range(min_blocks)], 1
+    else:
+        result = timer.blocked_autorange(min_run_time=min_run_time)
+        times, number = [t * 1e3 for t in result.times], result.number_per_run
+        # Slow calls give a single block in min_run_time: top up so that medians and percentiles mean something.
+        while len(times) < min_blocks:
+            times.append(timer.timeit(number).mean * 1e3)
+    return _summary(times, len(times) * number)
+
+
+def _summary(times, n):
+    times = sorted(times)
     return {"median_ms": statistics.median(times), "p20_ms": _percentile(times, 0.2),
-            "p80_ms": _percentile(times, 0.8), "n": len(times) * result.number_per_run}
+            "p80_ms": _percentile(times, 0.8), "n": n, "times_ms": times}
+
+
+def measure_interleaved(fns, device, memory=True):
+    """Time several implementations of one case: {name: measure()-like dict, or the exception it raised}.
+
+    On CPU the calls are spread over `rounds` passes A, B, C, A, B, C, ... so that a change of load on a shared
+    machine during the case hits every implementation alike instead of whichever ran in the busy minute; the
+    statistics pool every round's blocks. On CUDA (a GPU to itself) each implementation is measured once.
+    """
+    device = torch.device(device)
+    rounds = 1 if device.type == "cuda" else _profile.get("rounds", 1)
+    pooled = {name: [] for name in fns}
+    counts = {name: 0 for name in fns}
+    out = {}
+    for index in range(rounds):
+        last = index == rounds - 1
+        for name, fn in fns.items():
+            if isinstance(out.get(name), Exception):
+                continue
+            try:
+                if rounds == 1:
+                    out[name] = measure(fn, device, memory=memory)
+                    continue
+                for _ in range(_profile["warmup"] if index == 0 else 1):
+                    fn()
+                result = _measure_cpu(fn, _profile["min_run_time"] / rounds,
+                                      max(1, -(-_profile["min_blocks"] // rounds)))
+                pooled[name] += result["times_ms"]
+                counts[name] += result["n"]
+                if last:
+                    out[name] = _summary(pooled[name], counts[name])
+                    out[name]["peak_mem_mb"] = _peak_dispatch(fn) if memory else None
+            except Exception as error:  # noqa: BLE001 - the caller reports it
+                out[name] = error
+    return out
 
 
 def _do_bench():

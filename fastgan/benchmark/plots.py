@@ -17,7 +17,7 @@ def _pyplot():
 
 def _title(report):
     meta = report.meta
-    device = meta.get("gpu") or f"{meta.get('cpu')} ({meta.get('threads')} threads)"
+    device = meta.get("gpu") or f"{meta.get('cpu')} ({meta.get('threads')} thread{'' if meta.get('threads') == 1 else 's'})"
     return f"{device} · {meta.get('dtype')} · torch {meta.get('torch')} · {meta.get('date', '')[:10]}"
 
 

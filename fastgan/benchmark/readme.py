@@ -13,6 +13,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -68,19 +69,25 @@ def newest_results(results_dir, include_quick=False, dtype="fp32"):
     return found
 
 
+def _family(label):
+    """The label without its sizes ('lrelu 64x128x32x32' -> 'lrelu'): cases that differ only in size."""
+    return re.sub(r"\s+", " ", re.sub(r"\b\d+(x\d+)*\b", "", label or "")).strip()
+
+
 def _largest(results):
-    """Per (op, mode): the rows of the largest size measured."""
+    """Per (op, mode, label family) of the ops compared with eager: the rows of the largest size measured."""
     best = {}
     for row in results:
-        if row["op"] == suite.E2E_OP or row["impl"] == "-" or row.get("size") is None:
+        if (row["op"] == suite.E2E_OP or row["impl"] == "-" or row.get("size") is None
+                or row.get("baseline", "eager") != "eager"):
             continue
-        key = (row["op"], row["mode"])
-        if key not in best or row["size"] > best[key]:
-            best[key] = row["size"]
+        key = (row["op"], row["mode"], _family(row["label"]))
+        if key not in best or row["size"] > best[key][0]:
+            best[key] = (row["size"], row["label"])
     chosen = {}
     for row in results:
-        key = (row["op"], row["mode"])
-        if key in best and row.get("size") == best[key]:
+        key = (row["op"], row["mode"], _family(row["label"]))
+        if key in best and row["label"] == best[key][1]:
             chosen.setdefault(key, {})[row["impl"]] = row
     return chosen
 
@@ -92,13 +99,28 @@ def _ok(row):
 def _summary_rows(report):
     """[(op, label, mode, eager, compile, best row)] at the largest size of each op and mode."""
     rows = []
-    for (op, mode), by_impl in _largest(report.results).items():
+    for (op, mode, _), by_impl in _largest(report.results).items():
         fast = [r for i, r in by_impl.items() if i in suite.BACKEND_NAMES and _ok(r)]
         best = min(fast, key=lambda r: r["median_ms"]) if fast else None
         label = next(iter(by_impl.values()))["label"]
         rows.append((op, label, mode, by_impl.get("eager"), by_impl.get("compile"), best))
     order = {"fwd": 0, "fwd_bwd": 1, "full": 2}
-    rows.sort(key=lambda r: (r[0], order.get(r[2], 9)))
+    rows.sort(key=lambda r: (r[0], _family(r[1]), order.get(r[2], 9)))
+    return rows
+
+
+def _other_rows(report):
+    """Cases with their own baseline (e.g. penalty methods vs the textbook penalty): every case, best rival."""
+    groups = {}
+    for row in report.results:
+        if row["op"] != suite.E2E_OP and row["impl"] != "-" and row.get("baseline", "eager") != "eager":
+            groups.setdefault((row["op"], row["label"], row["mode"]), {})[row["impl"]] = row
+    rows = []
+    for (op, label, mode), by_impl in groups.items():
+        base = next(iter(by_impl.values()))["baseline"]
+        rivals = [r for i, r in by_impl.items() if i != base and _ok(r)]
+        best = min(rivals, key=lambda r: r["median_ms"]) if rivals else None
+        rows.append((op, label, mode, base, by_impl.get(base), best))
     return rows
 
 
@@ -111,7 +133,7 @@ def _cell(row):
 def device_section(kind, paths, report, root):
     meta, ceilings = report.meta, report.ceilings
     gpu = kind == "gpu"
-    title = meta.get("gpu") or f"{meta.get('cpu')}, {meta.get('threads')} threads"
+    title = meta.get("gpu") or f"{meta.get('cpu')}, {meta.get('threads')} thread{'' if meta.get('threads') == 1 else 's'}"
     lines = [f"### {'GPU' if gpu else 'CPU'}: {title}", "",
              f"Measured {meta.get('date', '')[:10]} at commit `{meta.get('commit')}` with fastgan {meta.get('fastgan')}, "
              f"torch {meta.get('torch')}, Triton {meta.get('triton')}, CUDA {meta.get('cuda')}"
@@ -134,6 +156,14 @@ def device_section(kind, paths, report, root):
         if gpu:
             cells.append(suite.fmt_num(best["pct_bw"], 0) if best else "-")
         lines.append("| " + " | ".join(cells) + " |")
+    other = _other_rows(report)
+    if other:
+        lines += ["", "| op | case | mode | baseline ms | best ms (implementation) | speed-up |", "|---|---|---|---|---|---|"]
+        for op, label, mode, base_name, base, best in other:
+            lines.append("| " + " | ".join([
+                op, label, mode, f"{_cell(base)} ({base_name})",
+                f"{suite.fmt_ms(best['median_ms'])} ({best['impl']})" if best else "n/a",
+                suite.fmt_ratio(best["speedup_vs_baseline"]) if best else "-"]) + " |")
     e2e = {}
     for row in report.results:
         if row["op"] == suite.E2E_OP and row["impl"] != "-":

@@ -627,7 +627,7 @@ def generic_table(rows, footnotes):
 def render_markdown(report):
     meta, ceilings = report.meta, report.ceilings
     footnotes = _Footnotes()
-    device_text = meta.get("gpu") or f"{meta.get('cpu')} ({meta.get('threads')} threads)"
+    device_text = meta.get("gpu") or f"{meta.get('cpu')} ({meta.get('threads')} thread{'' if meta.get('threads') == 1 else 's'})"
     lines = [f"## fastgan bench: {device_text}", "",
              f"{meta['date']} · commit {meta['commit']}{' (uncommitted changes)' if meta.get('dirty') else ''} · "
              f"fastgan {meta['fastgan']} · torch {meta['torch']} · triton {meta['triton']} · CUDA {meta['cuda']}"

@@ -15,9 +15,14 @@ def _pyplot():
     return plt
 
 
+def _threads(meta):
+    n = meta.get("threads")
+    return f"{n} thread{'' if n == 1 else 's'}"
+
+
 def _title(report):
     meta = report.meta
-    device = meta.get("gpu") or f"{meta.get('cpu')} ({meta.get('threads')} thread{'' if meta.get('threads') == 1 else 's'})"
+    device = meta.get("gpu") or f"{meta.get('cpu')} ({_threads(meta)})"
     return f"{device} · {meta.get('dtype')} · torch {meta.get('torch')} · {meta.get('date', '')[:10]}"
 
 

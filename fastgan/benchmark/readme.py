@@ -133,7 +133,7 @@ def _cell(row):
 def device_section(kind, paths, report, root):
     meta, ceilings = report.meta, report.ceilings
     gpu = kind == "gpu"
-    title = meta.get("gpu") or f"{meta.get('cpu')}, {meta.get('threads')} thread{'' if meta.get('threads') == 1 else 's'}"
+    title = meta.get("gpu") or f"{meta.get('cpu')}, {suite._threads(meta)}"
     lines = [f"### {'GPU' if gpu else 'CPU'}: {title}", "",
              f"Measured {meta.get('date', '')[:10]} at commit `{meta.get('commit')}` with fastgan {meta.get('fastgan')}, "
              f"torch {meta.get('torch')}, Triton {meta.get('triton')}, CUDA {meta.get('cuda')}"

@@ -490,6 +490,11 @@ def _free(device):
 # ------------------------------------------------------------------------------------------------- reports
 
 
+def _threads(meta):
+    n = meta.get("threads")
+    return f"{n} thread{'' if n == 1 else 's'}"
+
+
 def fmt_ms(value):
     if value is None or not math.isfinite(value):
         return "-"
@@ -627,7 +632,7 @@ def generic_table(rows, footnotes):
 def render_markdown(report):
     meta, ceilings = report.meta, report.ceilings
     footnotes = _Footnotes()
-    device_text = meta.get("gpu") or f"{meta.get('cpu')} ({meta.get('threads')} thread{'' if meta.get('threads') == 1 else 's'})"
+    device_text = meta.get("gpu") or f"{meta.get('cpu')} ({_threads(meta)})"
     lines = [f"## fastgan bench: {device_text}", "",
              f"{meta['date']} · commit {meta['commit']}{' (uncommitted changes)' if meta.get('dirty') else ''} · "
              f"fastgan {meta['fastgan']} · torch {meta['torch']} · triton {meta['triton']} · CUDA {meta['cuda']}"

@@ -262,13 +262,13 @@ def test_uncached_calls_update_every_time():
 def test_spectral_norm_all_batches_one_call(monkeypatch):
     _, ours = _pair("all")
     calls = []
-    real = sn_utils.power_iteration_values
+    real = sn_utils.power_iteration_sigma
 
     def counting(weights, *args, **kwargs):
         calls.append(len(weights))
         return real(weights, *args, **kwargs)
 
-    monkeypatch.setattr(sn_utils, "power_iteration_values", counting)
+    monkeypatch.setattr(sn_utils, "power_iteration_sigma", counting)
     x = torch.randn(2, 3, 8, 8)
     ours(x)
     assert calls == [3]  # three layers, one call

@@ -48,7 +48,7 @@ from torch.nn.utils import parametrize
 
 from fastgan.ops._common import FLOATING
 from fastgan.ops.spectral_norm import (SpectralNormSigma, SpectralNormWeight, _check_iterations,
-                                       power_iteration_values, spectral_norm_batched_values)
+                                       power_iteration_sigma, sigma_parts, spectral_norm_batched_values)
 
 __all__ = ["SpectralNorm", "spectral_norm", "spectral_norm_all", "remove_spectral_norm", "remove_spectral_norm_all",
            "cached", "broadcast_spectral_norm_buffers"]
@@ -102,14 +102,25 @@ def _cache_token():
 
 def _weight_key(weight):
     # Identifies the weight's current values: an in-place update (optimizer step) bumps _version.
-    return weight.data_ptr(), weight._version, weight.device
+    return weight.data_ptr(), weight._version
+
+
+class _Update:
+    """A layer's latest power-iteration result: sigma and 1 / sigma (0-dim, the weight's dtype), snapshots of u
+    and v taken right after the update (what autograd saves), the weight's key, the cache block it belongs to,
+    and whether a batched update left it for the next use. A plain object: nn.Module attributes are slow to set."""
+    __slots__ = ("sigma", "inv", "u", "v", "key", "token", "pending")
+
+    def __init__(self, parts, key, token, pending):
+        self.sigma, self.inv, self.u, self.v = parts
+        self.key, self.token, self.pending = key, token, pending
 
 
 class SpectralNorm(nn.Module):
     """The parametrization W -> W / sigma(W) (torch's ``_SpectralNorm`` semantics, fused kernels).
 
     Buffers ``_u`` [h] and ``_v`` [w] in the weight's dtype. ``forward(weight)`` is what ``module.weight`` returns;
-    the fused layer forward uses ``sigma_value`` instead.
+    the fused layer forward uses ``sigma`` instead.
     """
 
     def __init__(self, weight, n_power_iterations=1, dim=0, eps=1e-12, output_scaling=None):
@@ -122,10 +133,7 @@ class SpectralNorm(nn.Module):
         self.eps = eps
         self.n_power_iterations = n_power_iterations
         self.output_scaling = output_scaling
-        self._value = None  # detached float64 sigma
-        self._key = None  # the weight's (data_ptr, _version, device) when _value was computed
-        self._token = None  # the cache block _value belongs to
-        self._pending = False  # set by a batched update, consumed by the next use
+        self.__dict__["_update"] = None
         if ndim > 1:
             weight_mat = _matrix(weight.detach(), self.dim)
             h, w = weight_mat.size()
@@ -137,40 +145,48 @@ class SpectralNorm(nn.Module):
             with torch.no_grad():
                 spectral_norm_batched_values([weight.detach()], [self._u], [self._v], [self.dim], 15, self.eps, True)
 
-    def sigma_value(self, weight):
-        """The detached sigma for this use of `weight`: a batched or cached value when one is valid, else a fresh
-        one (updating u and v first in training mode)."""
+    def current(self, weight):
+        """The _Update for this use of `weight`: a batched or cached one when valid, else a fresh power iteration
+        (updating u and v first in training mode)."""
         token = _cache_token()
-        if self._value is not None and self._key == _weight_key(weight) and (
-                self._pending or (token is not None and self._token is token)):
-            self._pending = False
-            return self._value
-        (value,) = power_iteration_values([weight], [self._u], [self._v], [self.dim], self.n_power_iterations,
-                                          self.eps, self.training)
-        self._store(value, weight, token, pending=False)
-        return value
-
-    def _store(self, value, weight, token, pending):
-        self._value, self._key, self._token, self._pending = value, _weight_key(weight), token, pending
+        update = self.__dict__["_update"]
+        if update is not None and update.key == _weight_key(weight) and (
+                update.pending or (token is not None and update.token is token)):
+            update.pending = False
+            return update
+        sigma = power_iteration_sigma([weight], [self._u], [self._v], [self.dim], self.n_power_iterations, self.eps,
+                                      self.training)
+        (parts,) = sigma_parts(sigma, [weight], [self._u], [self._v], snapshots=_needs_snapshots(weight))
+        update = _Update(parts, _weight_key(weight), token, pending=False)
+        self.__dict__["_update"] = update
+        return update
 
     def _ready(self, weight, token):
-        return (self._value is not None and token is not None and self._token is token
-                and self._key == _weight_key(weight))
+        update = self.__dict__["_update"]
+        return update is not None and token is not None and update.token is token and update.key == _weight_key(weight)
 
     def sigma(self, weight):
         """sigma(weight) as a differentiable 0-dim tensor (u, v constant)."""
-        return SpectralNormSigma.apply(weight, self._u, self._v, self.sigma_value(weight), self.dim)
+        update = self.current(weight)
+        return SpectralNormSigma.apply(weight, update.u, update.v, update.sigma, self.dim)
 
     def forward(self, weight):
         if weight.ndim == 1:  # exact, as torch: no power iteration
             return F.normalize(weight, dim=0, eps=self.eps)
-        return SpectralNormWeight.apply(weight, self._u, self._v, self.sigma_value(weight), self.dim)
+        update = self.current(weight)
+        return SpectralNormWeight.apply(weight, update.u, update.v, update.sigma, update.inv, self.dim)
 
     def right_inverse(self, value):
         return value
 
     def extra_repr(self):
         return f"dim={self.dim}, n_power_iterations={self.n_power_iterations}, eps={self.eps}"
+
+
+def _needs_snapshots(weight):
+    # Autograd keeps u and v only for a weight that requires grad: otherwise the buffers themselves do. (Not tied
+    # to the grad mode: a cached update made under no_grad may serve a later call that records.)
+    return weight.requires_grad
 
 
 def _matrix(weight, dim):
@@ -246,12 +262,14 @@ def _batched_update(model, args):
         key = (weight.device, sn.n_power_iterations, sn.eps, sn.training)
         groups.setdefault(key, []).append((sn, weight))
     for (_, n_iter, eps, training), items in groups.items():
+        weights = [w for _, w in items]
+        snapshots = any(_needs_snapshots(w) for w in weights)
+        us, vs = [sn._u for sn, _ in items], [sn._v for sn, _ in items]
         with torch.no_grad():
-            values = power_iteration_values([w for _, w in items], [sn._u for sn, _ in items],
-                                            [sn._v for sn, _ in items], [sn.dim for sn, _ in items], n_iter, eps,
-                                            training)
-        for (sn, weight), value in zip(items, values):
-            sn._store(value, weight, token, pending=True)
+            sigma = power_iteration_sigma(weights, us, vs, [sn.dim for sn, _ in items], n_iter, eps, training)
+        parts = sigma_parts(sigma, weights, us, vs, snapshots=snapshots)
+        for (sn, weight), part in zip(items, parts):
+            sn.__dict__["_update"] = _Update(part, _weight_key(weight), token, pending=True)
 
 
 def remove_spectral_norm(module, name="weight"):
@@ -285,7 +303,7 @@ def broadcast_spectral_norm_buffers(model, src=0, group=None):
         if sn is not None and hasattr(sn, "_u"):
             dist.broadcast(sn._u, src, group=group)
             dist.broadcast(sn._v, src, group=group)
-            sn._value, sn._pending = None, False
+            sn.__dict__["_update"] = None
 
 
 def _spectral_norm_of(module, name="weight"):

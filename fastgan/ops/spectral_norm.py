@@ -42,16 +42,18 @@ def _outer_to_weight(scale, u, v, dim, shape):
 
 
 class SpectralNormSigma(torch.autograd.Function):
-    """sigma = u^T W v as a function of the weight, its value computed by the fused kernel; u, v constants."""
+    """sigma = u^T W v as a function of the weight, its value computed by the fused kernel; u, v constants.
+
+    Inputs: the weight, snapshots of u and v (tensors nobody updates later: autograd keeps them for backward),
+    sigma's value (0-dim, the weight's dtype), dim."""
 
     @staticmethod
-    def forward(ctx, weight, u, v, value, dim):
+    def forward(ctx, weight, u, v, sigma, dim):
         ctx.dim = dim
         ctx.shape = tuple(weight.shape)
         if ctx.needs_input_grad[0]:
-            # Clones: u and v are updated in place by the next power iteration, possibly before this backward.
-            ctx.save_for_backward(u.clone(), v.clone())
-        return value.to(weight.dtype).reshape(())
+            ctx.save_for_backward(u, v)
+        return sigma.clone()
 
     @staticmethod
     def backward(ctx, grad):
@@ -60,61 +62,81 @@ class SpectralNormSigma(torch.autograd.Function):
 
 
 class SpectralNormWeight(torch.autograd.Function):
-    """W / sigma with sigma = u^T W v (value from the kernel); backward: one reduction and one addr pass."""
+    """W / sigma with sigma = u^T W v (value from the kernel); backward: one reduction and one addr pass.
+
+    Inputs: the weight, snapshots of u and v, sigma and 1 / sigma (0-dim, the weight's dtype), dim."""
 
     @staticmethod
-    def forward(ctx, weight, u, v, value, dim):
-        inv = 1.0 / value.to(weight.dtype)
+    def forward(ctx, weight, u, v, sigma, inv, dim):
         ctx.dim = dim
         if ctx.needs_input_grad[0]:
-            ctx.save_for_backward(weight, u.clone(), v.clone(), value)
+            ctx.save_for_backward(weight, u, v, sigma, inv)
         return weight * inv
 
     @staticmethod
     def backward(ctx, grad):
-        weight, u, v, value = ctx.saved_tensors
+        weight, u, v, sigma, inv = ctx.saved_tensors
         dim = ctx.dim
         moved = (weight.shape[dim],) + tuple(s for i, s in enumerate(weight.shape) if i != dim)
         g_mat = (grad.movedim(dim, 0) if dim != 0 else grad).reshape(u.numel(), -1)
         if torch.is_grad_enabled():
             # A higher order is being built: sigma as a function of the weight, every step a differentiable op.
-            sigma = SpectralNormSigma.apply(weight, u, v, value, dim)
-            inv = 1.0 / sigma
+            inv = 1.0 / SpectralNormSigma.apply(weight, u, v, sigma, dim)
             coef = -torch.vdot(grad.reshape(-1), weight.reshape(-1)) * inv * inv
             out = torch.addr(g_mat * inv, u, v * coef)
         elif grad.device.type == "cpu":
             # One pass: addr with Python scalars (reading them costs nothing on CPU).
-            inv = 1.0 / value.item()
+            inv = inv.item()
             dot = torch.vdot(grad.reshape(-1), weight.reshape(-1)).item()
             out = torch.addr(g_mat, u, v, beta=inv, alpha=-dot * inv * inv)
         else:
             # No host sync on GPUs: the scalars stay tensors (one more pass).
-            inv = 1.0 / value.to(weight.dtype)
             coef = -torch.vdot(grad.reshape(-1), weight.reshape(-1)) * inv * inv
             out = torch.addr(g_mat * inv, u, v * coef)
         # grad / sigma - <grad, W> / sigma^2 * u v^T, back in the weight's shape
         out = out.reshape(moved)
-        return (out.movedim(0, dim) if dim != 0 else out), None, None, None, None
+        return (out.movedim(0, dim) if dim != 0 else out), None, None, None, None, None
+
+
+def sigma_parts(sigma, weights, us, vs, snapshots=True):
+    """Per layer (sigma, 1 / sigma, u snapshot, v snapshot) from a float64 [L] sigma, in a handful of ops for all
+    layers together: sigma and its inverse in each weight's dtype, and copies of u and v taken now (autograd
+    saves them; the buffers change in place at the next update). snapshots=False: the buffers themselves."""
+    if all(w.dtype == weights[0].dtype for w in weights):
+        sig = sigma.to(weights[0].dtype)
+        sigmas, invs = sig.unbind(), sig.reciprocal().unbind()
+    else:
+        sigmas = [sigma[i].to(w.dtype) for i, w in enumerate(weights)]
+        invs = [s.reciprocal() for s in sigmas]
+    if snapshots:
+        copies = torch.cat(list(us) + list(vs)).split([u.numel() for u in us] + [v.numel() for v in vs])
+        us, vs = copies[:len(us)], copies[len(us):]
+    return list(zip(sigmas, invs, us, vs))
 
 
 def spectral_norm(weight, u, v, dim=0, n_power_iterations=1, eps=1e-12, update=True):
     """sigma(weight) by the fused power iteration (u, v updated in place when `update`), differentiable with
     respect to the weight (u, v constant). Returns a 0-dim tensor in the weight's dtype."""
     (value,) = spectral_norm_batched_values([weight], [u], [v], [dim], n_power_iterations, eps, update)
-    return SpectralNormSigma.apply(weight, u, v, value, _positive_dim(dim, weight.dim()))
+    ((sigma, _, u_snap, v_snap),) = sigma_parts(value.reshape(1), [weight], [u], [v])
+    return SpectralNormSigma.apply(weight, u_snap, v_snap, sigma, _positive_dim(dim, weight.dim()))
 
 
 def spectral_norm_weight(weight, u, v, dim=0, n_power_iterations=1, eps=1e-12, update=True):
     """weight / sigma(weight) with the fused power iteration and the two-pass backward (see module docstring)."""
     (value,) = spectral_norm_batched_values([weight], [u], [v], [dim], n_power_iterations, eps, update)
-    return SpectralNormWeight.apply(weight, u, v, value, _positive_dim(dim, weight.dim()))
+    ((sigma, inv, u_snap, v_snap),) = sigma_parts(value.reshape(1), [weight], [u], [v])
+    return SpectralNormWeight.apply(weight, u_snap, v_snap, sigma, inv, _positive_dim(dim, weight.dim()))
 
 
 def spectral_norm_batched(weights, us, vs, dims, n_power_iterations=1, eps=1e-12, update=True):
     """[sigma(W_i)] for a list of layers, their power iterations in one fused call per device."""
     values = spectral_norm_batched_values(weights, us, vs, dims, n_power_iterations, eps, update)
-    return [SpectralNormSigma.apply(w, u, v, value, _positive_dim(d, w.dim()))
-            for w, u, v, d, value in zip(weights, us, vs, dims, values)]
+    out = []
+    for w, u, v, d, value in zip(weights, us, vs, dims, values):
+        ((sigma, _, u_snap, v_snap),) = sigma_parts(value.reshape(1), [w], [u], [v])
+        out.append(SpectralNormSigma.apply(w, u_snap, v_snap, sigma, _positive_dim(d, w.dim())))
+    return out
 
 
 def spectral_norm_batched_values(weights, us, vs, dims, n_power_iterations=1, eps=1e-12, update=True):
@@ -167,35 +189,42 @@ def power_iteration_values(weights, us, vs, dims, n_power_iterations, eps, updat
     for i, w in enumerate(weights):
         devices.setdefault(w.get_device(), []).append(i)
     for idx in devices.values():
-        backend = _select(weights[idx[0]].device)
-        if backend == "reference":
-            for i in idx:
-                values[i] = spectral_norm_reference(weights[i].detach(), us[i], vs[i], dims[i], n_power_iterations,
-                                                    eps, update).detach().double()
-            continue
-        kernel_idx = []
-        for i in idx:
-            if weights[i].numel():
-                kernel_idx.append(i)
-            else:
-                values[i] = torch.zeros((), dtype=torch.float64, device=weights[i].device)
-        if not kernel_idx:
-            continue
-        ws, us_k, vs_k = [], [], []
-        for i in kernel_idx:
-            w, u, v = weights[i].detach(), us[i], vs[i]
-            ws.append(w if w.is_contiguous() else w.contiguous())
-            us_k.append(u if u.is_contiguous() else u.contiguous())
-            vs_k.append(v if v.is_contiguous() else v.contiguous())
-        sigma = _kernels(backend).power_iteration(ws, us_k, vs_k, [dims[i] for i in kernel_idx], n_power_iterations,
-                                                  eps, update)
-        for j, i in enumerate(kernel_idx):
-            if us_k[j] is not us[i]:  # a non-contiguous buffer: write the update back
-                us[i].copy_(us_k[j])
-            if vs_k[j] is not vs[i]:
-                vs[i].copy_(vs_k[j])
-            values[i] = sigma[j]
+        pick = lambda lst: [lst[i] for i in idx]  # noqa: E731
+        sigma = power_iteration_sigma(pick(weights), pick(us), pick(vs), pick(dims), n_power_iterations, eps,
+                                      update)
+        for i, value in zip(idx, sigma.unbind()):
+            values[i] = value
     return values
+
+
+def power_iteration_sigma(weights, us, vs, dims, n_power_iterations, eps, update):
+    """As power_iteration_values for layers on one device, returning one float64 [L] tensor of their sigmas."""
+    device = weights[0].device
+    backend = _select(device)
+    if backend == "reference":
+        return torch.stack([spectral_norm_reference(w.detach(), u, v, d, n_power_iterations, eps, update).detach()
+                            .double() for w, u, v, d in zip(weights, us, vs, dims)])
+    if any(w.numel() == 0 for w in weights):  # no rows or columns: sigma 0, nothing to update
+        sigma = torch.zeros(len(weights), dtype=torch.float64, device=device)
+        keep = [i for i, w in enumerate(weights) if w.numel()]
+        if keep:
+            pick = lambda lst: [lst[i] for i in keep]  # noqa: E731
+            sigma[keep] = power_iteration_sigma(pick(weights), pick(us), pick(vs), pick(dims), n_power_iterations,
+                                                eps, update)
+        return sigma
+    ws, us_k, vs_k = [], [], []
+    for w, u, v in zip(weights, us, vs):
+        w = w.detach()
+        ws.append(w if w.is_contiguous() else w.contiguous())
+        us_k.append(u if u.is_contiguous() else u.contiguous())
+        vs_k.append(v if v.is_contiguous() else v.contiguous())
+    sigma = _kernels(backend).power_iteration(ws, us_k, vs_k, list(dims), n_power_iterations, eps, update)
+    for u, v, uk, vk in zip(us, vs, us_k, vs_k):
+        if uk is not u:  # a non-contiguous buffer: write the update back
+            u.copy_(uk)
+        if vk is not v:
+            v.copy_(vk)
+    return sigma
 
 
 def spectral_norm_reference(weight, u, v, dim=0, n_power_iterations=1, eps=1e-12, update=True):

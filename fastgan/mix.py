@@ -25,6 +25,13 @@ the same results; ``batched=False`` forces the loop and ``batched=True`` raises 
 Random layers (dropout) draw independent randomness per component under vmap, so they do not reproduce the loop's
 draws.
 
+Where batching pays. vmap turns each convolution after the first into a grouped convolution (groups = T) plus layout
+copies. On a GPU that replaces T small launches by one. On a CPU it does more arithmetic, not less: measured with one
+thread (bench/bench_mixgan.py, 5 DCGANs at 32x32, width 32, B = 64) a batched step costs ~1.4x the CPU time of the
+loop (oneDNN's grouped convolutions are slower per FLOP); it is faster in wall-clock time only where the loop's many
+small ops each wait on the thread pool (on a busy machine: 1.4x to 2.4x). On an idle multi-core CPU, try
+batched=False.
+
 Gradients. ``d_loss`` scores detached samples and holds the generator weights fixed: it gives gradients to the
 discriminators and ``d_weight_logits`` only. ``g_loss`` runs the discriminators with detached parameters and holds
 their weights fixed: it gives gradients to the generators and ``g_weight_logits`` only (and skips the work of

@@ -13,9 +13,10 @@ PyTorch (the vectorised expression, the naive double loop, torch.compile), and M
 All three are the registered cases, so the numbers agree with `fastgan bench` (the step cases at --step-sizes,
 default small on CPU, where one step of the 32x32 models takes seconds, medium on GPU). The targets are then
 re-timed interleaved (--rounds rounds of every implementation in turn, median of the rounds' medians; the steps one
-call per round): on a shared, busy machine that keeps load changes from landing on one side of a ratio. Targets: CPU loss >= 5x the vectorised eager
-version, batched step >= 1.3x looped; GPU >= 5x and >= 2x. Writes JSON, CSV, markdown and plots under
-bench/results/<device-name>/mixgan_*. Triton is never timed on CPU (the interpreter is not a benchmark).
+call per round): on a shared, busy machine that keeps load changes from landing on one side of a ratio. On CPU the
+CPU time of the calling thread with one intra-op thread is reported too (the work alone, without thread-pool waits).
+Targets: CPU loss >= 5x the vectorised eager version, batched step >= 1.3x looped; GPU >= 5x and >= 2x. Writes JSON,
+CSV, markdown and plots under bench/results/<device-name>/mixgan_*. Triton is never timed on CPU (the interpreter is not a benchmark).
 """
 import argparse
 import json

@@ -19,8 +19,8 @@ BLOCK = 1024
 
 @triton.jit
 def _items(real_ptr, fake_ptr, gw_ptr, dw_ptr, jac_ptr, part_d_ptr, part_g_ptr, tg, td, batch, chunks, n_r, section,
-           a_hi, a_lo, b_hi, b_lo, c_hi, c_lo, KIND: tl.constexpr, NEED_GRAD: tl.constexpr, ACC_FP64: tl.constexpr, BLOCK_B: tl.constexpr,
-           BLOCK_TG: tl.constexpr, BLOCK_TD: tl.constexpr):
+           a_hi, a_lo, b_hi, b_lo, c_hi, c_lo, KIND: tl.constexpr, NEED_GRAD: tl.constexpr, ACC_FP64: tl.constexpr,
+           BLOCK_B: tl.constexpr, BLOCK_TG: tl.constexpr, BLOCK_TD: tl.constexpr):
     j = tl.program_id(0)
     k = tl.program_id(1)
     acc = tl.float64 if ACC_FP64 else tl.float32
@@ -170,12 +170,12 @@ def forward(real: torch.Tensor, fake: torch.Tensor, g_weight_logits: torch.Tenso
     block_td = max(2, triton.next_power_of_2(td))
     wrap_triton(_items)[(td, chunks)](
         real, fake, g_weight_logits, d_weight_logits, jac if need_grad else partial, part_d, part_g, tg, td, batch,
-        chunks, n_r, section, *split_double(a), *split_double(b), *split_double(c), KIND=kind, NEED_GRAD=need_grad, ACC_FP64=fp64, BLOCK_B=block_b,
-        BLOCK_TG=block_tg, BLOCK_TD=block_td)
+        chunks, n_r, section, *split_double(a), *split_double(b), *split_double(c), KIND=kind, NEED_GRAD=need_grad,
+        ACC_FP64=fp64, BLOCK_B=block_b, BLOCK_TG=block_tg, BLOCK_TD=block_td)
     wrap_triton(_epilogue)[(1,)](
         g_weight_logits, d_weight_logits, part_d, part_g, jac if need_grad else partial, d_loss, g_loss, tg, td,
-        batch, chunks, n_r + n_f, section, *split_double(reg_weight), REG=regularizer, NEED_GRAD=need_grad, ACC_FP64=fp64,
-        BLOCK_TG=block_tg, BLOCK_TD=block_td)
+        batch, chunks, n_r + n_f, section, *split_double(reg_weight), REG=regularizer, NEED_GRAD=need_grad,
+        ACC_FP64=fp64, BLOCK_TG=block_tg, BLOCK_TD=block_td)
     return d_loss, g_loss, jac
 
 

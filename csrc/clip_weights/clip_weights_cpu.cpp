@@ -23,6 +23,7 @@ constexpr int64_t kSerialElems = 1 << 15;
 // one min), so the loop is two instructions per vector instead of compare-and-blend sequences.
 template <typename A>
 inline __attribute__((always_inline)) void clip_plain(A* __restrict__ x, int64_t n, A lo, A hi) {
+#pragma GCC unroll 4
   for (int64_t i = 0; i < n; ++i) x[i] = std::min(std::max(x[i], lo), hi);
 }
 

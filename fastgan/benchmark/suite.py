@@ -93,6 +93,23 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
+def last_level_cache_mb():
+    """The CPU's largest cache in MB (from sysfs), or None."""
+    sizes = []
+    for index in range(8):
+        try:
+            with open(f"/sys/devices/system/cpu/cpu0/cache/index{index}/size") as handle:
+                text = handle.read().strip()
+        except OSError:
+            continue
+        scale = {"K": 1 / 1024, "M": 1, "G": 1024}.get(text[-1:].upper())
+        try:
+            sizes.append(float(text[:-1]) * scale if scale else float(text) / 2**20)
+        except ValueError:
+            continue
+    return max(sizes) if sizes else None
+
+
 def device_name(device):
     """The folder name of a device's results: the GPU's name ('nvidia-h200'), or 'cpu-<model>-<threads>t'."""
     device = torch.device(device)
@@ -132,7 +149,7 @@ def environment(device, dtype, preset, modes, quick):
         "device": device.type, "device_name": device_name(device),
         "dtype": dtype, "sizes": preset if isinstance(preset, str) else getattr(preset, "spec", str(preset)),
         "modes": list(modes), "quick": bool(quick),
-        "cpu": cpu_model(), "threads": torch.get_num_threads(),
+        "cpu": cpu_model(), "threads": torch.get_num_threads(), "llc_mb": last_level_cache_mb(),
     }
     try:
         meta["load_average"] = [round(v, 2) for v in os.getloadavg()]
@@ -670,6 +687,12 @@ def render_markdown(report):
     notes = footnotes.lines()
     if notes:
         lines += ["Reasons:", ""] + [f"- {n}" for n in notes] + [""]
+    over = [r for r in report.results if (r.get("pct_bw") or 0) > 100]
+    if over and meta.get("device") == "cpu":
+        llc = meta.get("llc_mb")
+        lines.append(f"Note: {len(over)} measurements exceed 100% of the copy bandwidth: the copy is measured far above "
+                     f"the last-level cache{f' ({llc:.0f} MB here)' if llc else ''}, and cases whose data fit in it run "
+                     f"from cache, not DRAM.")
     for note in report.notes:
         lines.append(f"Note: {note}")
     return "\n".join(lines).rstrip() + "\n"

@@ -85,15 +85,90 @@ BA_INLINE float exp_f32(float x) {
   return p * scale;
 }
 
+BA_INLINE float bits_to_float(int32_t bits) {
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+
+BA_INLINE int32_t float_to_bits(float f) {
+  int32_t bits;
+  std::memcpy(&bits, &f, sizeof(bits));
+  return bits;
+}
+
+// expm1 for float, vectorisable: the Taylor series to x^7 where |x| < 0.5 (relative error < 2e-8), exp(x) - 1 beyond.
+BA_INLINE float expm1_f32(float x) {
+  float p = 1.0f / 5040.0f;
+  p = p * x + 1.0f / 720.0f;
+  p = p * x + 1.0f / 120.0f;
+  p = p * x + 1.0f / 24.0f;
+  p = p * x + 1.0f / 6.0f;
+  p = p * x + 0.5f;
+  const float series = x + x * x * p;
+  return ba_abs(x) < 0.5f ? series : exp_f32(x) - 1.0f;
+}
+
+// log1p for float u >= 0 (softplus), vectorisable: w = 1 + u = m 2^e with m in [sqrt(1/2), sqrt(2)) from the bits,
+// log m = 2 atanh(s) with s = (m - 1) / (m + 1), |s| < 0.172, by its series to s^11 (error < 1e-9), and the rounding
+// of 1 + u added back as (u - (w - 1)) / w.
+BA_INLINE float log1p_f32(float u) {
+  const float w = 1.0f + u;
+  const int32_t bits = float_to_bits(w);
+  int32_t e = ((bits >> 23) & 0xff) - 127;
+  float m = bits_to_float((bits & 0x007fffff) | 0x3f800000);
+  const bool high = m > 1.41421356f;
+  m = high ? 0.5f * m : m;
+  e = high ? e + 1 : e;
+  const float s = (m - 1.0f) / (m + 1.0f), s2 = s * s;
+  float q = 1.0f / 11.0f;
+  q = q * s2 + 1.0f / 9.0f;
+  q = q * s2 + 1.0f / 7.0f;
+  q = q * s2 + 1.0f / 5.0f;
+  q = q * s2 + 1.0f / 3.0f;
+  const float log_m = 2.0f * s + 2.0f * s * s2 * q;
+  const float correction = (u - (w - 1.0f)) / w;
+  return static_cast<float>(e) * 0.69314718056f + log_m + correction;
+}
+
+// erf for float, vectorisable, absolute error < 5e-7 (what gelu needs: it adds erf to 1): erfc(|x|) =
+// t exp(-x^2 + P(t)) with t = 1 / (1 + |x| / 2) and P a degree-9 least-squares fit (ours, over |x| <= 10), and the
+// Taylor series where |x| < 0.5 for relative accuracy near 0.
+BA_INLINE float erf_f32(float x) {
+  const float a = ba_abs(x);
+  const float t = 1.0f / (1.0f + 0.5f * a);
+  float p = -1.0327352858e-01f;
+  p = p * t + 8.4028951857e-01f;
+  p = p * t - 2.9416326908e+00f;
+  p = p * t + 5.6772454761e+00f;
+  p = p * t - 6.3880070600e+00f;
+  p = p * t + 4.1240763018e+00f;
+  p = p * t - 1.7466648312e+00f;
+  p = p * t + 8.7771512724e-01f;
+  p = p * t + 9.2015426138e-01f;
+  p = p * t - 1.2599025745e+00f;
+  const float tail = 1.0f - t * exp_f32(-a * a + p);
+  const float x2 = x * x;
+  float q = 1.0f / 9360.0f;
+  q = q * x2 - 1.0f / 1320.0f;
+  q = q * x2 + 1.0f / 216.0f;
+  q = q * x2 - 1.0f / 42.0f;
+  q = q * x2 + 1.0f / 10.0f;
+  q = q * x2 - 1.0f / 3.0f;
+  q = q * x2 + 1.0f;
+  const float series = 1.12837916709551257f * x * q;  // 2 / sqrt(pi)
+  return a < 0.5f ? series : (x < 0.0f ? -tail : tail);
+}
+
 template <typename A>
 struct CpuMath;
 
 template <>
 struct CpuMath<float> {
   static BA_INLINE float exp(float x) { return exp_f32(x); }
-  static BA_INLINE float expm1(float x) { return std::expm1(x); }
-  static BA_INLINE float log1p(float x) { return std::log1p(x); }
-  static BA_INLINE float erf(float x) { return std::erf(x); }
+  static BA_INLINE float expm1(float x) { return expm1_f32(x); }
+  static BA_INLINE float log1p(float x) { return log1p_f32(x); }
+  static BA_INLINE float erf(float x) { return erf_f32(x); }
   static BA_INLINE float sigmoid(float x) { return 1.0f / (1.0f + exp_f32(-x)); }
   // tanh(|x|) = (1 - e) / (1 + e) with e = exp(-2|x|) <= 1: no overflow; absolute error ~1 ulp.
   static BA_INLINE float tanh(float x) {

@@ -243,8 +243,10 @@ def spectral_norm_all(model, n_power_iterations=1, eps=1e-12, types=DEFAULT_TYPE
     for module in list(model.modules()):
         if isinstance(module, types) and _spectral_norm_of(module) is None and hasattr(module, "weight"):
             spectral_norm(module, "weight", n_power_iterations, eps, output_scaling=output_scaling)
-    plists = [m.parametrizations["weight"] for m in model.modules() if _spectral_norm_of(m) is not None]
-    model.__dict__["_fastgan_spectral_norms"] = plists
+    # (parametrization, its ParametrizationList) pairs, looked up once: indexing module lists per step is slow.
+    entries = [(m.parametrizations["weight"][0], m.parametrizations["weight"]) for m in model.modules()
+               if _spectral_norm_of(m) is not None]
+    model.__dict__["_fastgan_spectral_norms"] = entries
     if "_fastgan_spectral_norm_hook" not in model.__dict__:
         model.__dict__["_fastgan_spectral_norm_hook"] = model.register_forward_pre_hook(_batched_update)
     return model
@@ -252,19 +254,20 @@ def spectral_norm_all(model, n_power_iterations=1, eps=1e-12, types=DEFAULT_TYPE
 
 def _batched_update(model, args):
     """Forward pre-hook of spectral_norm_all: every normalised layer's power iteration in one fused call."""
-    plists = model.__dict__.get("_fastgan_spectral_norms", ())
+    entries = model.__dict__.get("_fastgan_spectral_norms", ())
     token = _cache_token()
     groups = {}
-    for plist in plists:
-        sn, weight = plist[0], plist.original
+    for sn, plist in entries:
+        weight = plist.original
         if weight.ndim < 2 or sn._ready(weight, token):
             continue
-        key = (weight.device, sn.n_power_iterations, sn.eps, sn.training)
+        key = (weight.get_device(), sn.n_power_iterations, sn.eps, sn.training)
         groups.setdefault(key, []).append((sn, weight))
     for (_, n_iter, eps, training), items in groups.items():
         weights = [w for _, w in items]
         snapshots = any(_needs_snapshots(w) for w in weights)
-        us, vs = [sn._u for sn, _ in items], [sn._v for sn, _ in items]
+        buffers = [sn._buffers for sn, _ in items]
+        us, vs = [b["_u"] for b in buffers], [b["_v"] for b in buffers]
         with torch.no_grad():
             sigma = power_iteration_sigma(weights, us, vs, [sn.dim for sn, _ in items], n_iter, eps, training)
         parts = sigma_parts(sigma, weights, us, vs, snapshots=snapshots)

@@ -77,8 +77,7 @@ class SpectralNormWeight(torch.autograd.Function):
     def backward(ctx, grad):
         weight, u, v, sigma, inv = ctx.saved_tensors
         dim = ctx.dim
-        moved = (weight.shape[dim],) + tuple(s for i, s in enumerate(weight.shape) if i != dim)
-        g_mat = (grad.movedim(dim, 0) if dim != 0 else grad).reshape(u.numel(), -1)
+        g_mat = (grad.movedim(dim, 0) if dim else grad).reshape(u.shape[0], -1)
         if torch.is_grad_enabled():
             # A higher order is being built: sigma as a function of the weight, every step a differentiable op.
             inv = 1.0 / SpectralNormSigma.apply(weight, u, v, sigma, dim)
@@ -94,8 +93,10 @@ class SpectralNormWeight(torch.autograd.Function):
             coef = -torch.vdot(grad.reshape(-1), weight.reshape(-1)) * inv * inv
             out = torch.addr(g_mat * inv, u, v * coef)
         # grad / sigma - <grad, W> / sigma^2 * u v^T, back in the weight's shape
-        out = out.reshape(moved)
-        return (out.movedim(0, dim) if dim != 0 else out), None, None, None, None, None
+        if dim:
+            moved = (weight.shape[dim],) + tuple(s for i, s in enumerate(weight.shape) if i != dim)
+            return out.reshape(moved).movedim(0, dim), None, None, None, None, None
+        return out.reshape(weight.shape), None, None, None, None, None
 
 
 def sigma_parts(sigma, weights, us, vs, snapshots=True):

@@ -45,7 +45,7 @@ class SpectralNormSigma(torch.autograd.Function):
     """sigma = u^T W v as a function of the weight, its value computed by the fused kernel; u, v constants.
 
     Inputs: the weight, snapshots of u and v (tensors nobody updates later: autograd keeps them for backward),
-    sigma's value (0-dim, the weight's dtype), dim."""
+    sigma's value (a 0-dim tensor in the weight's dtype, or a Python float on CPU), dim."""
 
     @staticmethod
     def forward(ctx, weight, u, v, sigma, dim):
@@ -53,6 +53,8 @@ class SpectralNormSigma(torch.autograd.Function):
         ctx.shape = tuple(weight.shape)
         if ctx.needs_input_grad[0]:
             ctx.save_for_backward(u, v)
+        if isinstance(sigma, float):
+            return torch.full((), sigma, dtype=weight.dtype, device=weight.device)
         return sigma.clone()
 
     @staticmethod
@@ -64,18 +66,27 @@ class SpectralNormSigma(torch.autograd.Function):
 class SpectralNormWeight(torch.autograd.Function):
     """W / sigma with sigma = u^T W v (value from the kernel); backward: one reduction and one addr pass.
 
-    Inputs: the weight, snapshots of u and v, sigma and 1 / sigma (0-dim, the weight's dtype), dim."""
+    Inputs: the weight, snapshots of u and v, sigma and 1 / sigma (0-dim tensors in the weight's dtype, or Python
+    floats on CPU, where reading a value costs nothing), dim."""
 
     @staticmethod
     def forward(ctx, weight, u, v, sigma, inv, dim):
         ctx.dim = dim
         if ctx.needs_input_grad[0]:
-            ctx.save_for_backward(weight, u, v, sigma, inv)
+            if isinstance(sigma, float):
+                ctx.sigma, ctx.inv = sigma, inv
+                ctx.save_for_backward(weight, u, v)
+            else:
+                ctx.sigma = ctx.inv = None
+                ctx.save_for_backward(weight, u, v, sigma, inv)
         return weight * inv
 
     @staticmethod
     def backward(ctx, grad):
-        weight, u, v, sigma, inv = ctx.saved_tensors
+        if ctx.sigma is None:
+            weight, u, v, sigma, inv = ctx.saved_tensors
+        else:
+            (weight, u, v), sigma, inv = ctx.saved_tensors, ctx.sigma, ctx.inv
         dim = ctx.dim
         g_mat = (grad.movedim(dim, 0) if dim else grad).reshape(u.shape[0], -1)
         if torch.is_grad_enabled():
@@ -83,9 +94,8 @@ class SpectralNormWeight(torch.autograd.Function):
             inv = 1.0 / SpectralNormSigma.apply(weight, u, v, sigma, dim)
             coef = -torch.vdot(grad.reshape(-1), weight.reshape(-1)) * inv * inv
             out = torch.addr(g_mat * inv, u, v * coef)
-        elif grad.device.type == "cpu":
-            # One pass: addr with Python scalars (reading them costs nothing on CPU).
-            inv = inv.item()
+        elif isinstance(inv, float):
+            # One pass: addr with Python scalars.
             dot = torch.vdot(grad.reshape(-1), weight.reshape(-1)).item()
             out = torch.addr(g_mat, u, v, beta=inv, alpha=-dot * inv * inv)
         else:
@@ -102,8 +112,13 @@ class SpectralNormWeight(torch.autograd.Function):
 def sigma_parts(sigma, weights, us, vs, snapshots=True):
     """Per layer (sigma, 1 / sigma, u snapshot, v snapshot) from a float64 [L] sigma, in a handful of ops for all
     layers together: sigma and its inverse in each weight's dtype, and copies of u and v taken now (autograd
-    saves them; the buffers change in place at the next update). snapshots=False: the buffers themselves."""
-    if all(w.dtype == weights[0].dtype for w in weights):
+    saves them; the buffers change in place at the next update). snapshots=False: the buffers themselves.
+    On CPU sigma and 1 / sigma come as Python floats (one read of the [L] tensor), on GPUs as 0-dim tensors (no
+    host synchronisation)."""
+    if sigma.device.type == "cpu":
+        sigmas = sigma.tolist()
+        invs = [1.0 / x if x != 0 else float("inf") for x in sigmas]
+    elif all(w.dtype == weights[0].dtype for w in weights):
         sig = sigma.to(weights[0].dtype)
         sigmas, invs = sig.unbind(), sig.reciprocal().unbind()
     else:

@@ -24,7 +24,22 @@ MODEL_OPTIONS = ("width", "depth", "z_dim")
 INTERVAL_OPTIONS = ("eval_every", "sample_every", "checkpoint_every", "log_every", "eval_samples")
 
 
+EXAMPLES = """examples:
+  fastgan train wgan-gp --data ring8                     # the main job: about a minute on a CPU
+  fastgan train wgan-gp --data grid25 --amp bf16 --gp-method jvp
+  fastgan train dcgan --data digits --image-size 16 --out runs/digits
+  fastgan train --resume runs/digits                     # continue an interrupted run (bit-exact on CPU)
+  fastgan train --resume runs/digits --steps 6000        # extend it (a linear lr decay stretches to the new end)
+  torchrun --nproc-per-node 2 -m fastgan train r1 --data digits   # DDP: gloo on CPU, NCCL on GPUs
+  fastgan sample runs/digits -n 64 --out digits.png ; fastgan eval runs/digits
+"""
+
+
 def add_arguments(parser):
+    import argparse
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EXAMPLES
     steps_doc = ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items())
     parser.add_argument("recipe", nargs="?", metavar="RECIPE",
                         help=f"one of {', '.join(RECIPES)} (may be omitted with --resume)")
@@ -59,7 +74,7 @@ def add_arguments(parser):
                     "generator step (0: off)")
     hp.add_argument("--mixtures", type=int, metavar="T", help="MIX+GAN: generators and critics in the mixture")
     hp.add_argument("--mix-weight", type=float, help="MIX+GAN: weight of the mixture-weight regulariser")
-    hp.add_argument("--lr-decay", choices=LR_DECAYS, help="learning-rate schedule (default none)")
+    hp.add_argument("--lr-decay", choices=LR_DECAYS, help="learning-rate schedule: none, or linear decay to 0 at the last step")
 
     model = parser.add_argument_group("models (defaults depend on the data)")
     model.add_argument("--width", type=int, help="MLP hidden width / DCGAN base channels")

@@ -102,6 +102,21 @@ def test_defaults_follow_the_papers():
         assert "Defaults and their sources" in doc, name
 
 
+def test_generator_and_critic_widths():
+    """2D default: gan_toy.py's generator width 512 with a 128-wide critic; --width alone sizes both networks;
+    --g-width sizes the generator only."""
+    from fastgan.train.config import make_config
+
+    data = load_dataset("ring8")
+
+    def hidden(model):
+        return {m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear)} - {1, 2}
+
+    for widths, g, d in (({}, 512, 128), ({"width": 8}, 8, 8), ({"width": 8, "g_width": 16}, 16, 8)):
+        G, D = build_models(make_config("wgan-gp", "ring8", data, model=widths))
+        assert hidden(G) == {g} and hidden(D) == {d}, widths
+
+
 class _Constant(torch.nn.Module):
     """A 'generator' that ignores its latents and returns fixed samples (for metrics on known inputs)."""
 

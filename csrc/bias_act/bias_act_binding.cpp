@@ -106,7 +106,7 @@ at::Tensor forward_cpu(const at::Tensor& x, const c10::optional<at::Tensor>& bia
   const BiasActLayout layout = layout_of(x, dim, "x");
   check_bias(bias, x, layout);
   const BiasActParams p = params_of(act, kSavedX, alpha, gain, clamp);
-  at::Tensor y = at::empty_like(x);  // dense input: same strides (channels_last kept)
+  at::Tensor y = empty_like_output(x);  // dense input: same strides (channels_last kept)
   bias_act_forward_cpu(to_dtype(x, "x"), x.data_ptr(), ptr_or_null(bias), layout, p, y.data_ptr());
   return y;
 }
@@ -116,7 +116,7 @@ std::tuple<at::Tensor, at::Tensor> backward_cpu(const at::Tensor& dy, const c10:
                                                 const c10::optional<at::Tensor>& y, int64_t act, int64_t saved,
                                                 double alpha, double gain, double clamp, int64_t dim, bool need_db) {
   Prepared pr = prepare(dy, "dy", x, bias, y, act, saved, alpha, gain, clamp, dim);
-  at::Tensor dx = at::empty_like(pr.ref);
+  at::Tensor dx = empty_like_output(pr.ref);
   at::Tensor db = at::empty({need_db ? pr.layout.channels : 0}, dy.options());
   bias_act_backward_cpu(to_dtype(dy, "dy"), dy.data_ptr(), saved == kSavedX ? x->data_ptr() : nullptr,
                         saved == kSavedX ? ptr_or_null(bias) : nullptr, ptr_or_null(y), pr.layout, pr.params,
@@ -135,8 +135,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> grad2_cpu(const at::Tensor& u, co
   const bool smooth = !bias_act_piecewise_linear(static_cast<int>(act));
   need_gs = need_gs && smooth;
   need_gb = need_gb && smooth && saved == kSavedX && bias.has_value();
-  at::Tensor g_dy = need_gdy ? at::empty_like(pr.ref) : at::empty({0}, u.options());
-  at::Tensor g_s = need_gs ? at::empty_like(pr.ref) : at::empty({0}, u.options());
+  at::Tensor g_dy = need_gdy ? empty_like_output(pr.ref) : at::empty({0}, u.options());
+  at::Tensor g_s = need_gs ? empty_like_output(pr.ref) : at::empty({0}, u.options());
   at::Tensor g_b = at::empty({need_gb ? pr.layout.channels : 0}, u.options());
   bias_act_grad2_cpu(to_dtype(u, "u"), u.data_ptr(), dy.data_ptr(), saved == kSavedX ? x->data_ptr() : nullptr,
                      saved == kSavedX ? ptr_or_null(bias) : nullptr, ptr_or_null(y), pr.layout, pr.params,

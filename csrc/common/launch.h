@@ -2,6 +2,13 @@
 #pragma once
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+
+#include <cstdint>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #ifdef FASTGAN_WITH_CUDA
 #include <c10/cuda/CUDAGuard.h>
@@ -17,6 +24,29 @@ inline at::ScalarType acc_scalar_type(const at::Tensor& t) {
 
 inline at::Tensor empty_acc(int64_t n, const at::Tensor& like) {
   return at::empty({n}, like.options().dtype(acc_scalar_type(like)));
+}
+
+// Large CPU outputs: ask the kernel for transparent huge pages before the first write. A fresh buffer of a few MB
+// or more is fresh mmap'd memory, and faulting it in 4 KB at a time costs more than an elementwise kernel's own
+// work (a 33 MB output on the 2-core dev machine: ~11 ms of page faults against ~2 ms of writing); 2 MB pages fault
+// 512x less often. PyTorch's CPU allocator does the same only when THP_MEM_ALLOC_ENABLE=1 is set. Advice only: it
+// changes no values, and where the system does not honour it nothing happens.
+inline void advise_huge_pages(const at::Tensor& t) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr std::uintptr_t kHuge = std::uintptr_t(2) << 20;
+  const std::uintptr_t bytes = static_cast<std::uintptr_t>(t.nbytes());
+  if (!t.device().is_cpu() || bytes < 2 * kHuge) return;
+  const auto begin = reinterpret_cast<std::uintptr_t>(t.data_ptr());
+  const std::uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1), last = (begin + bytes) & ~(kHuge - 1);
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+#endif
+}
+
+// at::empty_like for a CPU kernel's output (same layout as `like`), backed by huge pages when large.
+inline at::Tensor empty_like_output(const at::Tensor& like) {
+  at::Tensor out = at::empty_like(like);
+  advise_huge_pages(out);
+  return out;
 }
 
 #ifdef FASTGAN_WITH_CUDA

@@ -41,7 +41,7 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& grad, double ta
 at::Tensor backward_cpu(const at::Tensor& grad, const at::Tensor& norm, const at::Tensor& upstream, double target,
                         int64_t mode) {
   check_backward(grad, norm, upstream, mode);
-  at::Tensor out = at::empty_like(grad);  // keeps channels_last
+  at::Tensor out = empty_like_output(grad);  // keeps channels_last
   grad_norm_penalty_backward_cpu(to_dtype(grad, "grad"), grad.data_ptr(), norm.data_ptr(), upstream.data_ptr(),
                                  grad.size(0), row_size(grad), target, static_cast<int>(mode), out.data_ptr());
   return out;

@@ -26,12 +26,12 @@ void check_pair(const at::Tensor& real, const at::Tensor& fake, const at::Tensor
 int64_t row_size(const at::Tensor& t) { return t.size(0) == 0 ? 0 : t.numel() / t.size(0); }
 
 at::Tensor maybe_empty_like(bool needed, const at::Tensor& like) {
-  return needed ? at::empty_like(like) : at::empty({0}, like.options());
+  return needed ? empty_like_output(like) : at::empty({0}, like.options());
 }
 
 at::Tensor forward_cpu(const at::Tensor& real, const at::Tensor& fake, const at::Tensor& alpha) {
   check_pair(real, fake, alpha);
-  at::Tensor out = at::empty_like(real);
+  at::Tensor out = empty_like_output(real);
   interpolate_forward_cpu(to_dtype(real, "real"), real.data_ptr(), fake.data_ptr(), alpha.data_ptr(), real.size(0),
                           row_size(real), out.data_ptr());
   return out;

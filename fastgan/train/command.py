@@ -20,7 +20,7 @@ from .recipes import RECIPES, get_recipe
 
 #: command-line option -> hyper-parameter name
 HP_OPTIONS = ("lr", "betas", "n_critic", "gp_weight", "clip", "critic_burst", "mixtures", "mix_weight", "lr_decay")
-MODEL_OPTIONS = ("width", "depth", "z_dim")
+MODEL_OPTIONS = ("width", "g_width", "depth", "z_dim")
 INTERVAL_OPTIONS = ("eval_every", "sample_every", "checkpoint_every", "log_every", "eval_samples")
 
 
@@ -77,7 +77,9 @@ def add_arguments(parser):
     hp.add_argument("--lr-decay", choices=LR_DECAYS, help="learning-rate schedule: none, or linear decay to 0 at the last step")
 
     model = parser.add_argument_group("models (defaults depend on the data)")
-    model.add_argument("--width", type=int, help="MLP hidden width / DCGAN base channels")
+    model.add_argument("--width", type=int, help="MLP hidden width / DCGAN base channels (both networks unless "
+                       "--g-width is given)")
+    model.add_argument("--g-width", type=int, help="the generator's width, where it differs from the critic's")
     model.add_argument("--depth", type=int, help="MLP hidden layers / DCGAN stride-2 stages")
     model.add_argument("--z-dim", type=int, help="latent dimension")
 

@@ -59,6 +59,7 @@ def build_models(config: dict, fuse: bool = False) -> tuple[nn.Module, nn.Module
 
     m = config["model"]
     recipe = get_recipe(config["recipe"])
+    g_width = m.get("g_width") or m["width"]
 
     def finish(net, critic):
         if critic and m.get("spectral_norm"):
@@ -69,7 +70,7 @@ def build_models(config: dict, fuse: bool = False) -> tuple[nn.Module, nn.Module
 
     if m["arch"] == "mlp":
         def make_g():
-            return finish(MLPGenerator(z_dim=m["z_dim"], hidden=m["width"], depth=m["depth"], out_dim=m["dim"]),
+            return finish(MLPGenerator(z_dim=m["z_dim"], hidden=g_width, depth=m["depth"], out_dim=m["dim"]),
                           False)
 
         def make_d():
@@ -77,7 +78,7 @@ def build_models(config: dict, fuse: bool = False) -> tuple[nn.Module, nn.Module
     else:
         def make_g():
             return finish(DCGANGenerator(z_dim=m["z_dim"], image_size=m["image_size"], channels=m["channels"],
-                                         width=m["width"], depth=m.get("depth")), False)
+                                         width=g_width, depth=m.get("depth")), False)
 
         def make_d():
             return finish(DCGANCritic(image_size=m["image_size"], channels=m["channels"], width=m["width"],

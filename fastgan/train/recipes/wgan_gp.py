@@ -17,8 +17,9 @@ Defaults and their sources:
 * gp_weight lambda 10 for images: Algorithm 1; 0.1 for the 2D sets: gan_toy.py's LAMBDA = .1 ("smaller lambda makes
   things faster for toy tasks").
 * batch 64 for images (Algorithm 1, m = 64); 256 for the 2D sets (gan_toy.py's BATCH_SIZE).
-* 2D models: gan_toy.py's ReLU MLPs (three hidden layers, noise dimension 2) at width 128 rather than its
-  DIM = 512: an eighth of the compute per step, which a 2-core CPU needs (fastgan.train.config.model_defaults).
+* 2D models: gan_toy.py's ReLU MLPs (three hidden layers, noise dimension 2): the generator at its DIM = 512, the
+  critic at 128, a sixteenth of the critic's compute per step, which a 2-core CPU needs
+  (fastgan.train.config.model_defaults).
 * images: lr_decay none, as the paper's Algorithm 1.
 
 With --reg-every k > 1 the penalty moves to a separate step every k critic steps with weight x k and Adam's lr and

@@ -109,6 +109,22 @@ def test_readme_section(smoke, tmp_path):
     assert "### CPU:" not in readme.section_markdown(out, out)
 
 
+def test_update_readme_replaces_only_the_marked_section(tmp_path):
+    page = tmp_path / "README.md"
+    page.write_text("# title\n\nintro\n")
+    first = f"{readme.BEGIN}\nold table\n{readme.END}\n"
+    readme.update_readme(page, first)  # no markers yet: appended
+    assert page.read_text() == "# title\n\nintro\n\n" + first
+    page.write_text(page.read_text() + "\n## Building\n")
+    readme.update_readme(page, f"{readme.BEGIN}\nnew table\n{readme.END}\n")
+    text = page.read_text()
+    assert "old table" not in text and "new table" in text
+    assert text.startswith("# title\n\nintro\n") and text.endswith(f"{readme.END}\n\n## Building\n")
+    page.write_text(f"intro\n{readme.BEGIN}\nno end marker\n")
+    with pytest.raises(ValueError, match="end marker"):
+        readme.update_readme(page, first)
+
+
 def test_sizes_parsing():
     assert registry.parse_sizes("small") == "small"
     sizes = registry.parse_sizes("64x3x32x32, 8x4")

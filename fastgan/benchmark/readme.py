@@ -1,13 +1,15 @@
 """The README's benchmark section, regenerated from the newest results files.
 
     python -m fastgan.benchmark.readme [--results bench/results] [--out bench/results/README_SECTION.md]
+                                       [--readme README.md]
 
 Scans RESULTS/<device-name>/*.json written by `fastgan bench` (schema fastgan-bench/1), takes the newest full
 (non-quick) run on a CPU and the newest on a GPU, and writes a markdown snippet with, for each: the device,
 versions, commit and date; one table row per op and mode at the largest size measured (eager, torch.compile, the
 best fastgan backend, speed-ups, and on a GPU the percentage of the measured copy bandwidth); the end-to-end
-samples/s; and a bar chart RESULTS/<device-name>/speedups.png that the snippet links. The README includes the
-snippet; nothing here edits README.md.
+samples/s; and a bar chart RESULTS/<device-name>/speedups.png that the snippet links. With --readme, the snippet
+also replaces the part of that file between the snippet's begin and end markers (it is appended when the file has
+no markers yet).
 """
 import argparse
 import datetime
@@ -235,13 +237,42 @@ def write_section(results_dir=None, out_file=None, include_quick=False):
     return out_file
 
 
+def update_readme(readme, snippet_text):
+    """Replace the text between BEGIN and END in ``readme`` (markers included) by ``snippet_text``; append it
+    when the markers are missing. Raises ValueError when only one marker is there."""
+    readme = Path(readme)
+    text = readme.read_text()
+    has_begin, has_end = BEGIN in text, END in text
+    if has_begin != has_end:
+        have, lack = ("begin", "end") if has_begin else ("end", "begin")
+        raise ValueError(f"{readme} has the benchmark section's {have} marker but no {lack} marker; fix the file "
+                         f"by hand")
+    if has_begin:
+        start, stop = text.index(BEGIN), text.index(END) + len(END)
+        if stop < start:
+            raise ValueError(f"{readme}: the benchmark section's end marker comes before its begin marker")
+        new = text[:start] + snippet_text.rstrip("\n") + text[stop:]
+    else:
+        new = text.rstrip("\n") + "\n\n" + snippet_text
+    readme.write_text(new)
+    return readme
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fastgan.benchmark.readme", description=__doc__.splitlines()[0])
     parser.add_argument("--results", default=None, help="results folder (default: bench/results)")
     parser.add_argument("--out", default=None, help="snippet file (default: RESULTS/README_SECTION.md)")
+    parser.add_argument("--readme", default=None, metavar="FILE",
+                        help="also put the section into FILE (e.g. README.md) between its markers")
     args = parser.parse_args(argv)
     path = write_section(args.results, args.out)
     print(f"wrote {path}")
+    if args.readme:
+        try:
+            print(f"updated {update_readme(args.readme, path.read_text())}")
+        except (OSError, ValueError) as error:
+            print(f"python -m fastgan.benchmark.readme: {error}", file=sys.stderr)
+            return 1
     return 0
 
 

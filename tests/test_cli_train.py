@@ -72,6 +72,20 @@ def test_unwritable_out_dir(capsys, tmp_path):
     _fails(capsys, ["train", "wgan-gp", "--data", "ring8", "--out", str(blocker), *TINY], "not a folder")
 
 
+def test_write_error_during_training(capsys, tmp_path, monkeypatch):
+    """A full disk (or a deleted run folder) mid-run: one line naming the file and how to continue."""
+    import errno
+
+    from fastgan.train.trainer import Trainer
+
+    def disk_full(self, step):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "samples.png"))
+
+    monkeypatch.setattr(Trainer, "_pictures", disk_full)
+    _fails(capsys, ["train", "wgan-gp", "--data", "ring8", "--steps", "2", "--out", str(tmp_path / "run"), *TINY],
+           "No space left on device")
+
+
 def test_out_dir_that_already_holds_a_run(capsys, run_dir):
     _fails(capsys, ["train", "wgan-gp", "--data", "ring8", "--out", str(run_dir), *TINY], "already holds a run")
 

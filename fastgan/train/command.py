@@ -245,6 +245,10 @@ def run(args) -> int:
             result = trainer.fit()
         except TrainingError as e:
             raise CommandError(str(e)) from None
+        except OSError as e:  # the run folder vanished, the disk filled up, ...: one line, not a traceback
+            where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+            raise CommandError(f"training stopped: {e.strerror or e}{where}; once that is fixed, continue from the "
+                               f"last checkpoint with: fastgan train --resume {run_dir}") from None
         except KeyboardInterrupt:
             if info.is_main:
                 print(f"fastgan train: stopped; continue with: fastgan train --resume {run_dir}", file=sys.stderr)

@@ -36,17 +36,19 @@ def setup(run):
     run.opt_g = fastgan.optim.Adam(run.G.parameters(), lr=hp.lr, betas=tuple(hp.betas))
 
 
-def train_step(run):
+def train_step(run, loss="nonsaturating"):
+    """One generator step after n_critic discriminator steps, with the GAN loss ``loss`` (fastgan.losses kinds:
+    lsgan and sngan run this loop with theirs)."""
     G, D, hp = run.G, run.D, run.hp
     for _ in range(hp.n_critic):
         real, z = run.real(), run.z()
         with torch.no_grad(), run.autocast():
             fake = G(z)
         with run.autocast():
-            loss_d = d_loss("nonsaturating", D(real), D(fake))
+            loss_d = d_loss(loss, D(real), D(fake))
         run.update(run.opt_d, loss_d)
 
     with frozen(D) as critic, run.autocast():
-        loss_g = g_loss("nonsaturating", critic(G(run.z())))
+        loss_g = g_loss(loss, critic(G(run.z())))
     run.update(run.opt_g, loss_g)
     return {"loss_d": loss_d, "loss_g": loss_g}

@@ -13,12 +13,8 @@ Defaults and their sources:
 * no batch norm in the critic (the paper's critics have none); batch 64 (images) / 256 (2D, gan_toy.py's MLPs).
 """
 
-import torch
-
-import fastgan.optim
-from fastgan.losses import d_loss, g_loss
-
-from ._common import frozen
+from . import dcgan
+from .dcgan import setup  # noqa: F401  (Adam for both players, as DCGAN)
 
 NAME = "sngan"
 MODEL_OPTIONS = {"image": {"spectral_norm": True}, "2d": {"spectral_norm": True}}
@@ -28,23 +24,6 @@ def defaults(kind, image_size):
     return {"lr": 2e-4, "betas": (0.0, 0.9), "n_critic": 5, "lr_decay": "none"}
 
 
-def setup(run):
-    hp = run.hp
-    run.opt_d = fastgan.optim.Adam(run.D.parameters(), lr=hp.lr, betas=tuple(hp.betas))
-    run.opt_g = fastgan.optim.Adam(run.G.parameters(), lr=hp.lr, betas=tuple(hp.betas))
-
-
 def train_step(run):
-    G, D, hp = run.G, run.D, run.hp
-    for _ in range(hp.n_critic):
-        real, z = run.real(), run.z()
-        with torch.no_grad(), run.autocast():
-            fake = G(z)
-        with run.autocast():
-            loss_d = d_loss("hinge", D(real), D(fake))
-        run.update(run.opt_d, loss_d)
-
-    with frozen(D) as critic, run.autocast():
-        loss_g = g_loss("hinge", critic(G(run.z())))
-    run.update(run.opt_g, loss_g)
-    return {"loss_d": loss_d, "loss_g": loss_g}
+    # DCGAN's loop with the hinge loss
+    return dcgan.train_step(run, loss="hinge")

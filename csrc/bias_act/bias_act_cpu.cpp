@@ -34,6 +34,7 @@
 #pragma GCC optimize("no-trapping-math")
 #endif
 #include "bias_act/bias_act.h"
+#include "common/cpu_math.h"
 
 namespace fastgan {
 namespace {
@@ -55,35 +56,11 @@ BA_INLINE A ba_max(A a, A b) {
 BA_INLINE float ba_abs(float x) { return __builtin_fabsf(x); }
 BA_INLINE double ba_abs(double x) { return __builtin_fabs(x); }
 
-// exp for float without a library call, so that gcc vectorises the loops that use it (Cephes' expf: Cody-Waite
-// range reduction, degree-6 polynomial, 2^n built in the exponent bits; about 1 ulp).
-// The input saturates at +-60 (e^-60 = 8.7e-27). Callers need exp accurately only where it matters next to 1 (x <= 20
+// exp for float without a library call, so that gcc vectorises the loops that use it (common/cpu_math.h). The input saturates at +-60 (e^-60 = 8.7e-27). Callers need exp accurately only where it matters next to 1 (x <= 20
 // and e^x added to 1, or multiplied by something O(1)), so the absolute error this leaves is below 1e-26. Saturating
 // at the float range instead (+-87) is much slower: gcc evaluates the saturated branch as a constant in every lane
 // and blends, and constants like sigmoid(-88) = 6e-39 then make every product denormal (a microcode assist each).
-BA_INLINE float exp_f32(float x) {
-  x = ba_min(ba_max(x, -60.0f), 60.0f);
-  // Round x / ln2 to the nearest integer with the 1.5 * 2^23 trick (no rounding instruction needed).
-  const float shifted = x * 1.44269504088896341f + 12582912.0f;
-  const float n = shifted - 12582912.0f;
-  float r = x - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  // 2^n from the bits of `shifted` (= 1.5 * 2^23 + n, so its low mantissa bits hold n): a float -> int conversion
-  // here would keep gcc from vectorising the loop.
-  int32_t shifted_bits;
-  std::memcpy(&shifted_bits, &shifted, sizeof(shifted_bits));
-  const int32_t bits = (shifted_bits - 0x4B400000 + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return p * scale;
-}
+BA_INLINE float exp_f32(float x) { return cpu::exp_poly_f32(ba_min(ba_max(x, -60.0f), 60.0f)); }
 
 BA_INLINE float bits_to_float(int32_t bits) {
   float f;
@@ -262,15 +239,12 @@ template <typename A>
 struct Blocks {
   // y = clamp(gain * act(z))
   using Forward = void (*)(const A* z, A* y, int64_t n, const Params<A>& p);
-  // dx = dy * f(s)                                      (s: y or z; unused for linear)
+  // dx = dy * f(s); also g_dy = u * f(s) of the double backward (s: y or z; unused for linear)
   using Backward = void (*)(const A* dy, const A* s, A* dx, int64_t n, const Params<A>& p);
-  // g_dy = u * f(s)
-  using Grad2Dy = void (*)(const A* u, const A* s, A* g_dy, int64_t n, const Params<A>& p);
   // g_s = u * dy * f'(s); g_dy too when it is not null
   using Grad2S = void (*)(const A* u, const A* dy, const A* s, A* g_dy, A* g_s, int64_t n, const Params<A>& p);
   Forward forward;
   Backward backward;
-  Grad2Dy grad2_dy;
   Grad2S grad2_s;
 };
 
@@ -296,16 +270,6 @@ struct Blocks {
       for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * gain;                                                           \
     } else {                                                                                                          \
       for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * BA_FACTOR(s[i]);                                                \
-    }                                                                                                                 \
-  }                                                                                                                   \
-  template <typename A, int ACT, int SAVED, bool CLAMP>                                                               \
-  TARGET void grad2_dy_block##SUFFIX(const A* __restrict__ u, const A* __restrict__ s, A* __restrict__ g_dy,          \
-                                     int64_t n, const Params<A>& p) {                                                 \
-    const A alpha = p.alpha, gain = p.gain, inv_gain = p.inv_gain, c = p.clamp, neg = p.negative;                     \
-    if constexpr (SAVED == kSavedY && ACT == kBaLinear) {                                                             \
-      for (int64_t i = 0; i < n; ++i) g_dy[i] = u[i] * gain;                                                          \
-    } else {                                                                                                          \
-      for (int64_t i = 0; i < n; ++i) g_dy[i] = u[i] * BA_FACTOR(s[i]);                                               \
     }                                                                                                                 \
   }                                                                                                                   \
   template <typename A, int ACT, int SAVED, bool CLAMP>                                                               \
@@ -341,14 +305,12 @@ Blocks<A> blocks_for(Isa isa) {
   if (isa == Isa::kAvx512) {
     b.forward = &forward_block_avx512<A, ACT, CLAMP>;
     b.backward = &backward_block_avx512<A, ACT, SAVED, CLAMP>;
-    b.grad2_dy = &grad2_dy_block_avx512<A, ACT, SAVED, CLAMP>;
     b.grad2_s = &grad2_s_block_avx512<A, ACT, SAVED, CLAMP>;
     return b;
   }
   if (isa == Isa::kAvx2) {
     b.forward = &forward_block_avx2<A, ACT, CLAMP>;
     b.backward = &backward_block_avx2<A, ACT, SAVED, CLAMP>;
-    b.grad2_dy = &grad2_dy_block_avx2<A, ACT, SAVED, CLAMP>;
     b.grad2_s = &grad2_s_block_avx2<A, ACT, SAVED, CLAMP>;
     return b;
   }
@@ -356,7 +318,6 @@ Blocks<A> blocks_for(Isa isa) {
   (void)isa;
   b.forward = &forward_block_base<A, ACT, CLAMP>;
   b.backward = &backward_block_base<A, ACT, SAVED, CLAMP>;
-  b.grad2_dy = &grad2_dy_block_base<A, ACT, SAVED, CLAMP>;
   b.grad2_s = &grad2_s_block_base<A, ACT, SAVED, CLAMP>;
   return b;
 }
@@ -690,7 +651,7 @@ void grad2_impl(const void* u, const void* dy, const void* x, const void* bias, 
                       if (reduce) total += reduce_block(out_s, m, colsum != nullptr ? colsum + i0 : nullptr);
                       if (gsp != nullptr) store_acc<T, A>(out_s, gsp + off + i0, m);
                     } else {
-                      blocks.grad2_dy(uu, s, out_dy, m, p);
+                      blocks.backward(uu, s, out_dy, m, p);  // g_dy = u * f(s): the backward's formula
                     }
                     if (out_dy != nullptr) store_acc<T, A>(out_dy, gdyp + off + i0, m);
                   }

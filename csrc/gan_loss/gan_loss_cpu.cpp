@@ -117,7 +117,7 @@ void gan_loss_forward_cpu(DType dtype, const void* real, int64_t n_real, const v
           A* l = none ? out + lo : lo_buf;
           if (paired) {
             paired_block<T, A>(kind, player, r + lo, f + lo, hi - lo, ta, tb, tc, l, d1, d2);
-            sum_f += cpu::sum(l, hi - lo);
+            if (!none) sum_f += cpu::sum(l, hi - lo);  // reduction="none": the losses are the output
             if (g) {
               for (int64_t i = 0; i < hi - lo; ++i) g[lo + i] = d1[i] * scale_r;
               for (int64_t i = 0; i < hi - lo; ++i) g[n_real + lo + i] = d2[i] * scale_f;
@@ -127,7 +127,7 @@ void gan_loss_forward_cpu(DType dtype, const void* real, int64_t n_real, const v
             if (real_side) hi = std::min(hi, n_real);  // a block never straddles the real/fake boundary
             const T* src = real_side ? r + lo : f + (lo - n_real);
             one_sided_block<T, A>(real_side, kind, player, src, hi - lo, ta, tb, tc, l, d1);
-            (real_side ? sum_r : sum_f) += cpu::sum(l, hi - lo);
+            if (!none) (real_side ? sum_r : sum_f) += cpu::sum(l, hi - lo);
             if (g) {
               const A scale = real_side ? scale_r : scale_f;
               for (int64_t i = 0; i < hi - lo; ++i) g[lo + i] = d1[i] * scale;

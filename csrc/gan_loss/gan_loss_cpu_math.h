@@ -10,32 +10,15 @@
 #include <cstdint>
 #include <cstring>
 
+#include "common/cpu_math.h"
 #include "gan_loss/gan_loss.h"
 
 namespace fastgan {
 namespace cpu {
 
-// exp(y) for -87 <= y <= 0 (Cody-Waite reduction, the cephes expf polynomial: ~1 ulp). n = round(y / ln 2) comes
-// from the 1.5 * 2^23 trick, its integer from the same float's bits: no float -> int conversion, no comparison,
-// so the loop vectorises (gcc does not if-convert a clamp here without -fno-trapping-math).
-inline float exp_nonpositive(float y) {
-  const float t = y * 1.44269504088896341f + 12582912.0f;
-  int32_t t_bits;
-  std::memcpy(&t_bits, &t, sizeof t_bits);
-  const float n = t - 12582912.0f;
-  const float r = (y - n * 0.693359375f) - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int32_t bits = (t_bits - 0x4B400000 + 127) << 23;  // 2^n
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
+// exp(y) for -87 <= y <= 0 (callers clamp with std::min before, so no clamp here: gcc does not if-convert one
+// without -fno-trapping-math).
+inline float exp_nonpositive(float y) { return exp_poly_f32(y); }
 
 // log1p(e) for e in [0, 1]: 2 atanh(t) with t = e / (2 + e) in [0, 1/3], seven terms of the series (truncation
 // < 2e-8 relative); no cancellation as e -> 0.

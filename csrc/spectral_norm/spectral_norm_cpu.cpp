@@ -118,7 +118,7 @@ __attribute__((target("avx512f,avx512vl,avx2,fma"))) void rows_pass_avx512(const
 template <typename T>
 void rows_pass(const SNLayer& l, int64_t chunk, bool update) {
 #if FASTGAN_SN_X86
-  if (std::is_same<T, float>::value || std::is_same<T, double>::value) {  // half types: conversions dominate
+  if constexpr (std::is_same<T, float>::value || std::is_same<T, double>::value) {  // half: conversions dominate
     const int level = vector_level();
     if (level == 2) return rows_pass_avx512<T>(l, chunk, update);
     if (level == 1) return rows_pass_avx2<T>(l, chunk, update);

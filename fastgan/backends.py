@@ -146,6 +146,24 @@ def select(op, device, cuda_order=DEFAULT_CUDA_ORDER, supported=BACKENDS):
     return "reference"
 
 
+# (op, requested backend, device, cuda order) -> what select() chose, for ops that run every step on many small
+# tensors (clipping, optimizer steps, spectral norm), where select() costs as much as the kernel.
+_selected = {}
+
+
+def select_cached(op, device, cuda_order=DEFAULT_CUDA_ORDER):
+    """select() remembered per (op, backend in force, device): availability does not change within a process once
+    the extension is loaded. A fallback to the reference is not remembered, so it is re-examined (and warned about)
+    each time."""
+    key = (op, get_backend(), device, cuda_order)
+    backend = _selected.get(key)
+    if backend is None:
+        backend = select(op, device, cuda_order=cuda_order)
+        if key[1] != "auto" or backend != "reference":
+            _selected[key] = backend
+    return backend
+
+
 def _announce(op, device_type, name):
     if (op, device_type) not in _announced:
         _announced.add((op, device_type))

@@ -110,6 +110,10 @@ def test_non_floating_refused_by_name():
     model.register_parameter("counter", torch.nn.Parameter(torch.zeros(1, dtype=torch.int64), requires_grad=False))
     with pytest.raises(TypeError, match="counter"):
         clip_weights_(model, 0.1)
+    nested = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    nested[0].register_parameter("steps", torch.nn.Parameter(torch.zeros(1, dtype=torch.int64), requires_grad=False))
+    with pytest.raises(TypeError, match=r"params: 0\.steps "):  # the name of the offending one, in any module order
+        clip_weights_(nested, 0.1)
     with pytest.raises(TypeError, match=r"params\[0\]"):
         clip_weights_([[1.0, 2.0]], 0.1)
     with pytest.raises(TypeError, match="params"):

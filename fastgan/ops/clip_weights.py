@@ -55,7 +55,7 @@ def clip_weights_(params, clip=0.01):
 
 
 def _clip_on_device(tensors, clip):
-    backend = _select(tensors[0].device)
+    backend = backends.select_cached("clip_weights", tensors[0].device, CUDA_ORDER)
     if backend == "reference":
         clip_weights_reference(tensors, clip)
         return
@@ -121,36 +121,16 @@ def _module_parameters(module):
     return out
 
 
-def _named_tensors(params):
-    if isinstance(params, torch.nn.Module):
-        return list(params.named_parameters())
-    return [(f"params[{i}]", p) for i, p in enumerate(_tensors(params))]
-
-
 def _refuse(params, index, p):
     """The TypeError for element `index`, named as the user knows it (a module's parameter by its name)."""
     if isinstance(params, torch.nn.Module):
-        name = list(params.named_parameters())[index][0]
+        # by identity: _module_parameters walks the modules in another order than named_parameters()
+        name = next(n for n, q in params.named_parameters() if q is p)
     else:
         name = f"params[{index}]"
     if not isinstance(p, torch.Tensor):
         raise TypeError(f"params: {name} must be a torch.Tensor, got {type(p).__name__}")
     raise TypeError(f"params: {name} must be float32, float64, float16 or bfloat16 to be clipped, got {p.dtype}")
-
-
-# (requested backend, device) -> the backend select() chose: clipping runs every step, and select() costs more
-# than the clip of a small critic. Availability does not change within a process once the extension is loaded.
-_SELECTED = {}
-
-
-def _select(device):
-    key = (backends.get_backend(), device)
-    backend = _SELECTED.get(key)
-    if backend is None:
-        backend = backends.select("clip_weights", device, cuda_order=CUDA_ORDER)
-        if key[0] != "auto" or backend != "reference":  # a fallback is re-examined (and warned about) each time
-            _SELECTED[key] = backend
-    return backend
 
 
 def _dense_strides(p):

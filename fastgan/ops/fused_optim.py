@@ -51,7 +51,7 @@ def rmsprop_step_(params, grads, square_avgs, grad_avgs, momentum_buffers, *, lr
     hyper = dict(lr=float(lr), alpha=float(alpha), eps=float(eps), weight_decay=float(weight_decay),
                  momentum=float(momentum), centered=bool(centered), maximize=bool(maximize))
     for device, idx in _by_device(params).items():
-        backend = _select(device)
+        backend = backends.select_cached("fused_optim", device, CUDA_ORDER)
         fused, rest = _split(idx, params, [grads, square_avgs] + ([grad_avgs] if centered else [])
                              + ([momentum_buffers] if momentum > 0 else []), backend)
         if fused:
@@ -80,7 +80,7 @@ def adam_step_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *, 
                  weight_decay=float(weight_decay), amsgrad=bool(amsgrad), maximize=bool(maximize),
                  decoupled_weight_decay=bool(decoupled_weight_decay))
     for device, idx in _by_device(params).items():
-        backend = _select(device)
+        backend = backends.select_cached("fused_optim", device, CUDA_ORDER)
         fused, rest = _split(idx, params, [grads, exp_avgs, exp_avg_sqs] + ([max_exp_avg_sqs] if amsgrad else []),
                              backend)
         if fused:
@@ -195,21 +195,6 @@ def _by_device(params):
     for i, p in enumerate(params):
         groups.setdefault(p.get_device(), []).append(i)  # an int: cheaper than building a torch.device
     return {params[idx[0]].device: idx for idx in groups.values()}
-
-
-# (requested backend, device) -> the backend select() chose: the step runs every iteration and select() costs
-# about as much as a small critic's fused step. Availability does not change within a process.
-_SELECTED = {}
-
-
-def _select(device):
-    key = (backends.get_backend(), device)
-    backend = _SELECTED.get(key)
-    if backend is None:
-        backend = backends.select("fused_optim", device, cuda_order=CUDA_ORDER)
-        if key[0] != "auto" or backend != "reference":  # a fallback is re-examined (and warned about) each time
-            _SELECTED[key] = backend
-    return backend
 
 
 def _split(indices, params, lists, backend):

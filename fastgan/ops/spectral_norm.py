@@ -182,21 +182,6 @@ def spectral_norm_batched_values(weights, us, vs, dims, n_power_iterations=1, ep
     return power_iteration_values(weights, us, vs, prepared, int(n_power_iterations), float(eps), bool(update))
 
 
-# (requested backend, device) -> the backend select() chose: spectral normalisation runs every forward, and
-# select() costs as much as a small layer's power iteration. Availability does not change within a process.
-_SELECTED = {}
-
-
-def _select(device):
-    key = (backends.get_backend(), device)
-    backend = _SELECTED.get(key)
-    if backend is None:
-        backend = backends.select("spectral_norm", device, cuda_order=CUDA_ORDER)
-        if key[0] != "auto" or backend != "reference":  # a fallback is re-examined (and warned about) each time
-            _SELECTED[key] = backend
-    return backend
-
-
 def power_iteration_values(weights, us, vs, dims, n_power_iterations, eps, update):
     """spectral_norm_batched_values without the argument checks (fastgan.nn.utils checks once, at registration):
     weights of >= 2 dimensions, u and v of the right sizes and dtype, dims in [0, ndim)."""
@@ -216,7 +201,7 @@ def power_iteration_values(weights, us, vs, dims, n_power_iterations, eps, updat
 def power_iteration_sigma(weights, us, vs, dims, n_power_iterations, eps, update):
     """As power_iteration_values for layers on one device, returning one float64 [L] tensor of their sigmas."""
     device = weights[0].device
-    backend = _select(device)
+    backend = backends.select_cached("spectral_norm", device, CUDA_ORDER)
     if backend == "reference":
         return torch.stack([spectral_norm_reference(w.detach(), u, v, d, n_power_iterations, eps, update).detach()
                             .double() for w, u, v, d in zip(weights, us, vs, dims)])

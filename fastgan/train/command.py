@@ -220,8 +220,6 @@ def run(args) -> int:
     if config["batch_size"] % world:
         raise CommandError(f"--batch-size {config['batch_size']} must be divisible by the number of processes "
                            f"({world})")
-    if config["batch_size"] < world:
-        raise CommandError(f"--batch-size {config['batch_size']} is smaller than the number of processes ({world})")
 
     try:
         info = ddp.init(device)

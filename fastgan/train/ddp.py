@@ -79,12 +79,8 @@ def init(device: torch.device) -> DistInfo:
             torch.cuda.set_device(device)
         kwargs = {"backend": backend, "timeout": datetime.timedelta(minutes=10)}
         if device.type == "cuda":
-            kwargs["device_id"] = device  # binds NCCL to this rank's GPU (torch >= 2.3)
-        try:
-            dist.init_process_group(**kwargs)
-        except TypeError:  # an older torch without device_id
-            kwargs.pop("device_id", None)
-            dist.init_process_group(**kwargs)
+            kwargs["device_id"] = device  # binds NCCL to this rank's GPU
+        dist.init_process_group(**kwargs)
     return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank,
                     backend=backend)
 
@@ -92,11 +88,6 @@ def init(device: torch.device) -> DistInfo:
 def shutdown(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def barrier(info: DistInfo) -> None:
-    if info.enabled and dist.is_initialized():
-        dist.barrier()
 
 
 def broadcast_object(obj, info: DistInfo):

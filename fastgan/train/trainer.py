@@ -29,7 +29,7 @@ from torch import nn
 from . import ddp
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .recipes import get_recipe
-from .recipes._common import spectral_norm_all, unwrap
+from .recipes._common import unwrap
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
@@ -56,6 +56,8 @@ def build_models(config: dict, fuse: bool = False) -> tuple[nn.Module, nn.Module
     names do not change, so checkpoints load into fused and plain models alike.
     """
     from ..models import DCGANCritic, DCGANGenerator, MLPCritic, MLPGenerator
+    from ..nn import fuse_activations
+    from ..nn.utils import spectral_norm_all
 
     m = config["model"]
     recipe = get_recipe(config["recipe"])
@@ -65,7 +67,7 @@ def build_models(config: dict, fuse: bool = False) -> tuple[nn.Module, nn.Module
         if critic and m.get("spectral_norm"):
             net = spectral_norm_all(net)
         if fuse:
-            net = _fuse(net)
+            net = fuse_activations(net, inplace=True)
         return net
 
     if m["arch"] == "mlp":
@@ -85,14 +87,6 @@ def build_models(config: dict, fuse: bool = False) -> tuple[nn.Module, nn.Module
                                       batch_norm=bool(m.get("critic_batch_norm", False)), depth=m.get("depth")),
                           True)
     return recipe.build_models(make_g, make_d, config)
-
-
-def _fuse(net: nn.Module) -> nn.Module:
-    try:
-        from ..nn import fuse_activations
-    except ImportError:
-        return net
-    return fuse_activations(net, inplace=True)
 
 
 # --- data -----------------------------------------------------------------------------------------------------
@@ -139,7 +133,7 @@ class Run:
     ``opt.zero_grad(); scaler.scale(loss).backward(); scaler.step(opt); scaler.update()`` with the optimizer's own
     GradScaler (a no-op unless --amp fp16; for ``DDP_WRAP = False`` recipes under several processes the gradients
     are averaged over the processes before the step); ``penalty_options(opt)`` the ``method=`` and
-    ``scaler=`` arguments for fastgan's penalties; ``next_critic_step()`` the lazy-regularisation clock.
+    ``scaler=`` arguments for fastgan's penalties.
     """
 
     def __init__(self, G, D, config, device, stream: BatchStream, info: ddp.DistInfo):
@@ -155,7 +149,6 @@ class Run:
         amp = config.get("amp", "none")
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         self._scalers: dict[int, torch.amp.GradScaler] = {}
-        self._critic_steps = 0
         self.sync_gradients = False  # set by the trainer for recipes it does not wrap in DDP
 
     # data
@@ -182,7 +175,7 @@ class Run:
     def scaler(self, opt) -> torch.amp.GradScaler:
         key = id(opt)
         if key not in self._scalers:
-            self._scalers[key] = _make_scaler(self.device, self.amp_dtype == torch.float16)
+            self._scalers[key] = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         return self._scalers[key]
 
     def update(self, opt, loss: torch.Tensor) -> None:
@@ -200,12 +193,6 @@ class Run:
         fastgan's penalties and fastgan.distributed.critic_outputs."""
         scaler = self.scaler(opt) if self.amp_dtype == torch.float16 else None
         return {"method": self.config.get("gp_method", "double_backward"), "scaler": scaler}
-
-    def next_critic_step(self) -> int:
-        """The index (from 0, over the whole run) of the critic step just taken: lazy regularisation's clock."""
-        step = self._critic_steps
-        self._critic_steps += 1
-        return step
 
     def optimizers(self) -> dict:
         return {k: v for k, v in vars(self).items() if k.startswith("opt_") and isinstance(v, torch.optim.Optimizer)}
@@ -225,13 +212,6 @@ def _all_reduce_mean(opt) -> None:
     for g in grads:
         g.copy_(flat[offset:offset + g.numel()].view_as(g))
         offset += g.numel()
-
-
-def _make_scaler(device: torch.device, enabled: bool):
-    try:
-        return torch.amp.GradScaler(device.type, enabled=enabled)
-    except (TypeError, AttributeError, RuntimeError):  # torch < 2.3: CUDA-only scaler API
-        return torch.cuda.amp.GradScaler(enabled=enabled and device.type == "cuda")
 
 
 # --- evaluation and pictures ----------------------------------------------------------------------------------
@@ -342,7 +322,6 @@ class Trainer:
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "scalers": {k: self.run.scaler(o).state_dict() for k, o in self.optimizers.items()},
             "generator": self.generator.get_state(),
-            "critic_steps": self.run._critic_steps,
             "rng": capture_rng_state(),
             "elapsed_s": float(self.elapsed),
         }
@@ -356,7 +335,6 @@ class Trainer:
                 if state.get("scalers", {}).get(k):
                     self.run.scaler(o).load_state_dict(state["scalers"][k])
             self.generator.set_state(state["generator"])
-            self.run._critic_steps = int(state.get("critic_steps", 0))
             restore_rng_state(state["rng"])
             self.start_step = int(state["step"])
             self.elapsed = float(state.get("elapsed_s", 0.0))

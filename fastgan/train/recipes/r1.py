@@ -44,7 +44,7 @@ def setup(run):
 def train_step(run):
     G, D, hp, lazy = run.G, run.D, run.hp, run.lazy
     logs = {}
-    for _ in range(hp.n_critic):
+    for i in range(hp.n_critic):
         real, z = run.real(), run.z()
         with torch.no_grad(), run.autocast():
             fake = G(z)
@@ -55,7 +55,7 @@ def train_step(run):
         run.update(run.opt_d, loss_d if out.penalty is None else loss_d + out.penalty)
         if out.penalty is not None:
             logs["r1"] = out.penalty
-        elif lazy.due(run.next_critic_step()):  # --reg-every k: an R1-only step every k updates
+        elif lazy.due(run.step * hp.n_critic + i):  # --reg-every k: an R1-only step every k updates
             with run.autocast():
                 out = critic_outputs(D, real, penalty="r1", scores=False, weight=lazy.weight(hp.gp_weight),
                                      **run.penalty_options(run.opt_d))

@@ -58,7 +58,7 @@ def setup(run):
 def train_step(run, penalty=PENALTY):
     G, D, hp, lazy = run.G, run.D, run.hp, run.lazy
     logs = {}
-    for _ in range(hp.n_critic):
+    for i in range(hp.n_critic):
         real, z, alpha = run.real(), run.z(), run.uniform()
         with torch.no_grad(), run.autocast():
             fake = G(z).float()
@@ -71,7 +71,7 @@ def train_step(run, penalty=PENALTY):
         run.update(run.opt_d, loss_d if out.penalty is None else loss_d + out.penalty)
         if out.penalty is not None:
             logs["gp"] = out.penalty
-        elif lazy.due(run.next_critic_step()):  # --reg-every k: a penalty-only step every k critic steps
+        elif lazy.due(run.step * hp.n_critic + i):  # --reg-every k: a penalty-only step every k critic steps
             with run.autocast():
                 out = critic_outputs(D, real, fake, penalty=penalty, scores=False, weight=lazy.weight(hp.gp_weight),
                                      alpha=alpha, **run.penalty_options(run.opt_d))

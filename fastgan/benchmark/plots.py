@@ -2,6 +2,7 @@
 import math
 
 from fastgan.benchmark.registry import BACKEND_NAMES, IMPLEMENTATIONS
+from fastgan.benchmark.suite import _threads
 
 E2E_OP = "end_to_end"
 COLORS = {"eager": "#555555", "compile": "#8c564b", "cpp": "#1f77b4", "cuda": "#2ca02c", "triton": "#d62728",
@@ -13,11 +14,6 @@ def _pyplot():
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
     return plt
-
-
-def _threads(meta):
-    n = meta.get("threads")
-    return f"{n} thread{'' if n == 1 else 's'}"
 
 
 def _title(report):

@@ -172,6 +172,18 @@ def compiled(fn, reason_if_fails="torch.compile failed"):
         return None, f"{reason_if_fails}: {one_line(error)}"
 
 
+def add_compiled(runs, skipped, function, call, double_backward=False):
+    """runs["compile"] = compiled_call(function, call), or skipped["compile"] = why not (double_backward: the mode
+    takes a double backward, which torch.compile refuses up front)."""
+    reason = compile_double_backward_reason() if double_backward else None
+    if reason is None:
+        compiled, reason = compiled_call(function, call)
+        if compiled is not None:
+            runs["compile"] = compiled
+    if reason is not None:
+        skipped["compile"] = reason
+
+
 def compiled_call(function, call, reason_if_fails="torch.compile failed"):
     """(callable, None) running call(torch.compile(function)), or (None, reason).
 
@@ -245,6 +257,15 @@ def sizes(preset, table):
         return list(table[preset])
     ranks = {len(shape) for shapes in table.values() for shape in shapes}
     return [shape for shape in preset if not ranks or len(shape) in ranks]
+
+
+def sizes_for(device, preset, table, gpu_large_extra=()):
+    """sizes(preset, table), plus `gpu_large_extra` for the large preset on CUDA (sizes far above L2, where
+    bandwidth, not launches, decides)."""
+    shapes = sizes(preset, table)
+    if preset == "large" and torch.device(device).type == "cuda":
+        shapes += list(gpu_large_extra)
+    return shapes
 
 
 def shape_label(shape):

@@ -74,7 +74,8 @@ def add_arguments(parser):
                     "generator step (0: off)")
     hp.add_argument("--mixtures", type=int, metavar="T", help="MIX+GAN: generators and critics in the mixture")
     hp.add_argument("--mix-weight", type=float, help="MIX+GAN: weight of the mixture-weight regulariser")
-    hp.add_argument("--lr-decay", choices=LR_DECAYS, help="learning-rate schedule: none, or linear decay to 0 at the last step")
+    hp.add_argument("--lr-decay", choices=LR_DECAYS,
+                    help="learning-rate schedule: none, or linear decay to 0 at the last step")
 
     model = parser.add_argument_group("models (defaults depend on the data)")
     model.add_argument("--width", type=int, help="MLP hidden width / DCGAN base channels (both networks unless "

@@ -20,8 +20,8 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from fastgan.benchmark.registry import (Bench, backend_runs, case, compile_double_backward_reason, compiled_call,
-                                        numel, shape_label, sizes)
+from fastgan.benchmark.registry import (Bench, add_compiled, backend_runs, case, compile_double_backward_reason, numel,
+                                        shape_label, sizes)
 
 OP = "bias_act"
 ACTS = ("lrelu", "silu")
@@ -89,13 +89,8 @@ def kernel_benches(device, dtype, shapes, modes, acts=ACTS):
                 driver = DRIVERS[mode]
                 runs, skipped = backend_runs(OP, device, lambda d=driver, a=args, f=ours: d(f, *a))
                 runs["eager"] = lambda d=driver, a=args, f=eager: d(f, *a)
-                reason = compile_double_backward_reason() if mode == "full" else None
-                if reason is None:
-                    compiled, reason = compiled_call(eager, lambda f, d=driver, a=args: d(f, *a))
-                    if compiled is not None:
-                        runs["compile"] = compiled
-                if reason is not None:
-                    skipped["compile"] = reason
+                add_compiled(runs, skipped, eager, lambda f, d=driver, a=args: d(f, *a),
+                             double_backward=mode == "full")
                 key = (act, mode)
                 yield Bench(op=OP, label=f"{act} {shape_label(shape)}", mode=mode, run=runs,
                             bytes=BYTES_PER_ELEMENT[key] * n * item, flops=FLOPS_PER_ELEMENT[key] * n,

@@ -12,8 +12,7 @@ gradients written. FLOPs: ~20 per logit and loss.
 import torch
 import torch.nn.functional as F
 
-from fastgan.benchmark.registry import (Bench, backend_runs, case, compile_double_backward_reason, compiled_call,
-                                        shape_label, sizes)
+from fastgan.benchmark.registry import Bench, add_compiled, backend_runs, case, shape_label, sizes
 from fastgan.ops import gan_loss
 
 OP = "gan_loss"
@@ -65,14 +64,8 @@ def gan_loss_cases(device, dtype, preset, modes):
                 fake = (torch.randn(shape, generator=gen) * 2).to(device, dtype).requires_grad_(grad)
                 runs, skipped = backend_runs(OP, device, driver(both_losses(gan_loss, kind), real, fake, mode))
                 runs["eager"] = driver(both_losses(plain, kind), real, fake, mode)
-                reason = compile_double_backward_reason() if mode == "full" else None
-                if reason is None:
-                    compiled, reason = compiled_call(both_losses(plain, kind),
-                                                     lambda f, m=mode, r=real, x=fake: driver(f, r, x, m)())
-                    if compiled is not None:
-                        runs["compile"] = compiled
-                if reason is not None:
-                    skipped["compile"] = reason
+                add_compiled(runs, skipped, both_losses(plain, kind),
+                             lambda f, m=mode, r=real, x=fake: driver(f, r, x, m)(), double_backward=mode == "full")
                 passes = {"fwd": 1, "fwd_bwd": 3, "full": 6}[mode]
                 nbytes = 2 * n * item * passes
                 yield Bench(op=OP, label=f"{kind} {shape_label(shape)}", mode=mode, run=runs, bytes=nbytes,

@@ -8,8 +8,7 @@ Bytes and FLOPs (n elements of the gradient g, B samples, s bytes per element, a
 """
 import torch
 
-from fastgan.benchmark.registry import (Bench, backend_runs, case, compile_double_backward_reason, compiled_call,
-                                        numel, shape_label, sizes)
+from fastgan.benchmark.registry import Bench, add_compiled, backend_runs, case, numel, shape_label, sizes_for
 from fastgan.ops import grad_norm_penalty, grad_norm_penalty_reference
 from fastgan.ops._common import acc_dtype
 
@@ -22,13 +21,6 @@ SIZES = {
 
 # On a GPU the large preset adds a size far above L2 (805 MB in fp32), where bandwidth, not launches, decides.
 GPU_LARGE_EXTRA = [(1024, 3, 256, 256)]
-
-
-def _shapes(device, preset):
-    shapes = sizes(preset, SIZES)
-    if preset == "large" and torch.device(device).type == "cuda":
-        shapes += GPU_LARGE_EXTRA
-    return shapes
 
 
 def _fwd(op, grad):
@@ -49,7 +41,7 @@ DRIVERS = {"fwd": _fwd, "fwd_bwd": _fwd_bwd, "full": _full}
 
 @case(OP)
 def grad_norm_penalty_cases(device, dtype, preset, modes):
-    for shape in _shapes(device, preset):
+    for shape in sizes_for(device, preset, SIZES, GPU_LARGE_EXTRA):
         n, batch = numel(shape), shape[0]
         item, acc = torch.empty((), dtype=dtype).element_size(), torch.empty((), dtype=acc_dtype(dtype)).element_size()
         grad = torch.randn(shape, device=device, dtype=dtype)
@@ -67,13 +59,7 @@ def grad_norm_penalty_cases(device, dtype, preset, modes):
             driver = DRIVERS[mode]
             runs, skipped = backend_runs(OP, device, lambda d=driver, a=args: d(grad_norm_penalty, *a))
             runs["eager"] = lambda d=driver, a=args: d(grad_norm_penalty_reference, *a)
-            reason = compile_double_backward_reason() if mode == "full" else None
-            if reason is None:
-                compiled, reason = compiled_call(grad_norm_penalty_reference,
-                                                 lambda f, d=driver, a=args: d(f, *a))
-                if compiled is not None:
-                    runs["compile"] = compiled
-            if reason is not None:
-                skipped["compile"] = reason
+            add_compiled(runs, skipped, grad_norm_penalty_reference, lambda f, d=driver, a=args: d(f, *a),
+                         double_backward=mode == "full")
             yield Bench(op=OP, label=shape_label(shape), mode=mode, run=runs, bytes=nbytes, flops=flops,
                         skipped=skipped, size=n)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from fastgan import losses
-from fastgan.benchmark.registry import Bench, backend_runs, case, compiled_call, numel, shape_label, sizes
+from fastgan.benchmark.registry import Bench, add_compiled, backend_runs, case, numel, shape_label, sizes
 from fastgan.ops import mixture_gan_loss
 from fastgan.ops._common import acc_dtype
 
@@ -113,11 +113,7 @@ def mixture_gan_loss_cases(device, dtype, preset, modes):
             runs, skipped = backend_runs(OP, device, driver(fused, inputs, mode))
             runs["eager"] = driver(vectorised, inputs, mode)
             runs["loop"] = driver(naive_loop, inputs, mode)
-            compiled, reason = compiled_call(vectorised, lambda f, i=inputs, m=mode: driver(f, i, m)())
-            if compiled is not None:
-                runs["compile"] = compiled
-            else:
-                skipped["compile"] = reason
+            add_compiled(runs, skipped, vectorised, lambda f, i=inputs, m=mode: driver(f, i, m)())
             logits = (pairs + td * batch) * item
             nbytes = logits if mode == "fwd" else 2 * logits + 4 * 4 * (pairs + td * batch)
             yield Bench(op=OP, label=shape_label(shape), mode=mode, run=runs, bytes=nbytes,

@@ -27,7 +27,8 @@ import warnings
 
 import torch
 
-from fastgan.benchmark.registry import Bench, case, compile_disabled_reason, one_line, shape_label, sizes
+from fastgan.benchmark.registry import (Bench, _raise_recompile_limit, case, compile_disabled_reason, one_line,
+                                        shape_label, sizes)
 
 OP = "penalty_methods"
 METHODS = ("double_backward", "jvp", "finite_difference")
@@ -177,12 +178,7 @@ def _compiled_critic(module):
     reason = compile_disabled_reason()
     if reason:
         return None, reason
-    try:
-        import torch._dynamo as dynamo
-
-        dynamo.config.cache_size_limit = max(dynamo.config.cache_size_limit, 64)
-    except Exception:  # noqa: BLE001 - best effort
-        pass
+    _raise_recompile_limit()
     return torch.compile(module, dynamic=False), None
 
 

@@ -43,7 +43,7 @@ from torch.func import functional_call
 
 from fastgan.losses import _kind
 from fastgan.ops._common import check_choice
-from fastgan.ops.mixture_gan_loss import REGULARIZERS, mixture_gan_loss
+from fastgan.ops.mixture_gan_loss import _config, mixture_gan_loss
 
 __all__ = ["MixtureGAN", "same_architecture"]
 
@@ -162,13 +162,10 @@ class MixtureGAN(nn.Module):
                 if not isinstance(m, nn.Module):
                     raise TypeError(f"{name} must be nn.Modules, got {type(m).__name__}")
         self.kind = _kind(kind)
-        check_choice(regularizer, "regularizer", tuple(REGULARIZERS))
         check_choice(batched, "batched", (None, True, False))
-        for value, name in ((reg_weight, "reg_weight"), (a, "a"), (b, "b"), (c, "c")):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-        self.reg_weight, self.regularizer = float(reg_weight), regularizer
-        self.targets = (float(a), float(b), float(c))
+        _, a, b, c, _, reg_weight = _config(self.kind, regularizer, reg_weight, a, b, c)  # the loss's own checks
+        self.reg_weight, self.regularizer = reg_weight, regularizer
+        self.targets = (a, b, c)
         self.generators = nn.ModuleList(generators)
         self.discriminators = nn.ModuleList(discriminators)
         param = next(generators[0].parameters(), None)

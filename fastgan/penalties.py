@@ -285,7 +285,8 @@ def _jvp_surrogate(critic, plain, primal, direction, kwargs):
             derivative = forward_ad.unpack_dual(outputs).tangent
     except (NotImplementedError, RuntimeError) as error:
         text = str(error).lower()
-        if any(key in text for key in ("forward ad", "forward mode", "forward-mode", "jvp", "dual")):
+        keys = ("forward ad", "forward mode", "forward-mode", "jvp", "dual tensor", "dual number")
+        if any(key in text for key in keys):
             raise _forward_ad_error(error, critic) from error
         raise
     _check_outputs(outputs, primal.shape[0], need_grad=False)

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from fastgan import _ext, backends
-from fastgan.ops._common import acc_dtype, check_choice, check_tensor
+from fastgan.ops._common import acc_dtype, check_choice, check_same_device, check_tensor
 
 KINDS = {"nonsaturating": 0, "minimax": 1, "hinge": 2, "wasserstein": 3, "lsgan": 4, "relativistic": 5}
 PLAYERS = {"d": 0, "g": 1}
@@ -204,9 +204,7 @@ def _check_args(real_logits, fake_logits, config):
         raise ValueError(f"real_logits is required for the {names[kind]} "
                          f"{'discriminator' if player == PLAYERS['d'] else 'generator'} loss")
     check_tensor(real_logits, "real_logits")
-    if real_logits.device != fake_logits.device:
-        raise ValueError(f"real_logits is on {real_logits.device} but fake_logits is on {fake_logits.device}: move "
-                         "them to one device")
+    check_same_device([("fake_logits", fake_logits), ("real_logits", real_logits)])
     if real_logits.dtype != fake_logits.dtype:
         raise TypeError(f"real_logits and fake_logits must have the same dtype, got {real_logits.dtype} and "
                         f"{fake_logits.dtype}")

@@ -32,7 +32,7 @@ NaN losses instead. Saved for backward: the inputs (no copies) and the 2 x (T_d 
 import torch
 
 from fastgan import _ext, backends
-from fastgan.ops._common import acc_dtype, check_choice, check_tensor
+from fastgan.ops._common import acc_dtype, check_choice, check_same_device, check_tensor
 from fastgan.ops.gan_loss import KINDS, gan_loss_reference
 
 REGULARIZERS = {None: 0, "mean_neg_log": 1, "entropy": 2}
@@ -44,9 +44,8 @@ class MixtureGanLossFunction(torch.autograd.Function):
     def forward(ctx, real, fake, g_logits, d_logits, config, backend):
         need = ctx.needs_input_grad
         kernels = _kernels(backend)
-        kind, a, b, c, regularizer, reg_weight = config
-        d_loss, g_loss, jac = kernels.forward(real, fake, g_logits, d_logits, kind, a, b, c, regularizer,
-                                              reg_weight, need[0] or need[1] or need[2] or need[3])
+        d_loss, g_loss, jac = kernels.forward(real, fake, g_logits, d_logits, *config,
+                                              need[0] or need[1] or need[2] or need[3])
         ctx.save_for_backward(real, fake, g_logits, d_logits, jac)
         ctx.config, ctx.kernels = config, kernels
         return d_loss, g_loss
@@ -142,9 +141,7 @@ def mixture_gan_loss(real_logits, fake_logits, g_weight_logits, d_weight_logits,
     has_real = real_logits is not None
     if has_real:
         check_tensor(real_logits, "real_logits")
-        if real_logits.device != device:
-            raise ValueError(f"real_logits is on {real_logits.device} but fake_logits is on {device}: move them to "
-                             "one device")
+        check_same_device([("fake_logits", fake_logits), ("real_logits", real_logits)])
         real_shape = real_logits.shape
         if len(real_shape) != 2:
             raise ValueError(f"real_logits must be 2-D [T_d, B], got shape {tuple(real_shape)}")
@@ -168,7 +165,7 @@ def mixture_gan_loss(real_logits, fake_logits, g_weight_logits, d_weight_logits,
         return (d_loss if has_real else None), g_loss
     # The op is launch-bound at MIX+GAN's sizes (T = 5, B = 64: ~1600 logits), so the Python here is kept lean:
     # no call that would return its input unchanged.
-    acc = torch.float64 if fake_logits.dtype is torch.float64 else torch.float32
+    acc = acc_dtype(fake_logits.dtype)
     real = (real_logits if real_logits.is_contiguous() else real_logits.contiguous()) if has_real \
         else fake_logits.new_zeros(td, batch)
     inputs = (real, fake_logits if fake_logits.is_contiguous() else fake_logits.contiguous(),

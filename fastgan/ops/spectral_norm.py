@@ -92,14 +92,12 @@ class SpectralNormWeight(torch.autograd.Function):
         if torch.is_grad_enabled():
             # A higher order is being built: sigma as a function of the weight, every step a differentiable op.
             inv = 1.0 / SpectralNormSigma.apply(weight, u, v, sigma, dim)
-            coef = -torch.vdot(grad.reshape(-1), weight.reshape(-1)) * inv * inv
-            out = torch.addr(g_mat * inv, u, v * coef)
-        elif isinstance(inv, float):
-            # One pass: addr with Python scalars.
+        if isinstance(inv, float):
+            # One pass: addr with Python scalars (CPU).
             dot = torch.vdot(grad.reshape(-1), weight.reshape(-1)).item()
             out = torch.addr(g_mat, u, v, beta=inv, alpha=-dot * inv * inv)
         else:
-            # No host sync on GPUs: the scalars stay tensors (one more pass).
+            # Tensors: differentiable, and no host sync on GPUs (one more pass).
             coef = -torch.vdot(grad.reshape(-1), weight.reshape(-1)) * inv * inv
             out = torch.addr(g_mat * inv, u, v * coef)
         # grad / sigma - <grad, W> / sigma^2 * u v^T, back in the weight's shape

@@ -41,7 +41,7 @@ namespace {
 
 constexpr int64_t kBlock = 512;  // elements per maths block: 5 buffers of 512 doubles stay in L1
 
-#define BA_INLINE inline __attribute__((always_inline))
+#define BA_INLINE FASTGAN_FORCE_INLINE
 
 template <typename A>
 BA_INLINE A ba_min(A a, A b) {
@@ -289,26 +289,23 @@ struct Blocks {
   }
 
 BA_BLOCK_FUNCTIONS(_base, )
-#if defined(__x86_64__) && defined(__GNUC__)
-#define BA_HAVE_AVX2 1
+#if FASTGAN_CPU_X86
 BA_BLOCK_FUNCTIONS(_avx2, __attribute__((target("avx2,fma"))))
 #define BA_AVX512 "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,prefer-vector-width=512"
 BA_BLOCK_FUNCTIONS(_avx512, __attribute__((target(BA_AVX512))))
 #endif
 
-enum class Isa { kBase, kAvx2, kAvx512 };
-
 template <typename A, int ACT, int SAVED, bool CLAMP>
-Blocks<A> blocks_for(Isa isa) {
+Blocks<A> blocks_for(CpuIsa isa) {
   Blocks<A> b{};
-#ifdef BA_HAVE_AVX2
-  if (isa == Isa::kAvx512) {
+#if FASTGAN_CPU_X86
+  if (isa == CpuIsa::kAvx512) {
     b.forward = &forward_block_avx512<A, ACT, CLAMP>;
     b.backward = &backward_block_avx512<A, ACT, SAVED, CLAMP>;
     b.grad2_s = &grad2_s_block_avx512<A, ACT, SAVED, CLAMP>;
     return b;
   }
-  if (isa == Isa::kAvx2) {
+  if (isa == CpuIsa::kAvx2) {
     b.forward = &forward_block_avx2<A, ACT, CLAMP>;
     b.backward = &backward_block_avx2<A, ACT, SAVED, CLAMP>;
     b.grad2_s = &grad2_s_block_avx2<A, ACT, SAVED, CLAMP>;
@@ -320,22 +317,6 @@ Blocks<A> blocks_for(Isa isa) {
   b.backward = &backward_block_base<A, ACT, SAVED, CLAMP>;
   b.grad2_s = &grad2_s_block_base<A, ACT, SAVED, CLAMP>;
   return b;
-}
-
-Isa cpu_isa() {
-#ifdef BA_HAVE_AVX2
-  static const Isa isa = [] {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")) {
-      return Isa::kAvx512;
-    }
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? Isa::kAvx2 : Isa::kBase;
-  }();
-  return isa;
-#else
-  return Isa::kBase;
-#endif
 }
 
 }  // namespace
@@ -368,7 +349,7 @@ void dispatch_act(int act, Fn&& fn) {
 // The maths blocks of one call. kSavedY never has a clamp (the Python side saves x when clamping).
 template <typename A>
 Blocks<A> select_blocks(const BiasActParams& p) {
-  const Isa isa = cpu_isa();
+  const CpuIsa isa = cpu_isa();
   const bool clamp = p.clamp >= 0.0;
   Blocks<A> out{};
   dispatch_act(p.act, [&](auto act_tag) {

@@ -13,23 +13,17 @@ namespace {
 // Below this many elements in all, threads cost more than they save: run on the calling thread.
 constexpr int64_t kSerialElems = 1 << 15;
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define FASTGAN_CLIP_HAS_AVX2 1
-#else
-#define FASTGAN_CLIP_HAS_AVX2 0
-#endif
-
 // std::max(x, lo) is (x < lo ? lo : x): NaN stays NaN, and gcc maps it onto one max instruction (and std::min onto
 // one min), so the loop is two instructions per vector instead of compare-and-blend sequences.
 template <typename A>
-inline __attribute__((always_inline)) void clip_plain(A* __restrict__ x, int64_t n, A lo, A hi) {
+FASTGAN_FORCE_INLINE void clip_plain(A* __restrict__ x, int64_t n, A lo, A hi) {
 #pragma GCC unroll 4
   for (int64_t i = 0; i < n; ++i) x[i] = std::min(std::max(x[i], lo), hi);
 }
 
 void clip_sse(float* x, int64_t n, float lo, float hi) { clip_plain(x, n, lo, hi); }
 void clip_sse(double* x, int64_t n, double lo, double hi) { clip_plain(x, n, lo, hi); }
-#if FASTGAN_CLIP_HAS_AVX2
+#if FASTGAN_CPU_X86
 __attribute__((target("avx2"))) void clip_avx2(float* x, int64_t n, float lo, float hi) { clip_plain(x, n, lo, hi); }
 __attribute__((target("avx2"))) void clip_avx2(double* x, int64_t n, double lo, double hi) {
   clip_plain(x, n, lo, hi);
@@ -41,20 +35,6 @@ __attribute__((target("avx512f"))) void clip_avx512(double* x, int64_t n, double
   clip_plain(x, n, lo, hi);
 }
 #endif
-
-// 2: AVX-512, 1: AVX2, 0: SSE2 (what the CPU has; the build itself targets plain x86-64).
-int vector_level() {
-#if FASTGAN_CLIP_HAS_AVX2
-  static const int value = [] {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return 2;
-    return __builtin_cpu_supports("avx2") ? 1 : 0;
-  }();
-  return value;
-#else
-  return 0;
-#endif
-}
 
 template <typename T>
 void clip_range(T* __restrict__ x, int64_t n, double clip) {
@@ -68,10 +48,10 @@ void clip_range(T* __restrict__ x, int64_t n, double clip) {
 template <typename T>
 void clip_native(T* x, int64_t n, double clip) {  // float and double: no conversions, vector min/max
   const T hi = static_cast<T>(clip), lo = -hi;
-#if FASTGAN_CLIP_HAS_AVX2
-  const int level = vector_level();
-  if (level == 2) return clip_avx512(x, n, lo, hi);
-  if (level == 1) return clip_avx2(x, n, lo, hi);
+#if FASTGAN_CPU_X86
+  const CpuIsa isa = cpu_isa();
+  if (isa == CpuIsa::kAvx512) return clip_avx512(x, n, lo, hi);
+  if (isa == CpuIsa::kAvx2) return clip_avx2(x, n, lo, hi);
 #endif
   clip_sse(x, n, lo, hi);
 }

@@ -27,6 +27,37 @@ void dispatch_cpu(DType dtype, Fn&& fn) {
   }
 }
 
+// x86-64 with gcc: kernels compile ISA variants of their hot loops with __attribute__((target(...))) and pick one
+// at run time with cpu_isa() (the build itself targets plain x86-64, so the binary runs on any x86-64 CPU).
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define FASTGAN_CPU_X86 1
+#else
+#define FASTGAN_CPU_X86 0
+#endif
+
+#define FASTGAN_FORCE_INLINE inline __attribute__((always_inline))
+
+// kAvx2: AVX2 with FMA; kAvx512: AVX-512 F, VL, BW and DQ (with AVX2 and FMA).
+enum class CpuIsa { kBase, kAvx2, kAvx512 };
+
+// The widest of those this CPU has (kBase off x86-64 gcc builds); detected once.
+inline CpuIsa cpu_isa() {
+#if FASTGAN_CPU_X86
+  static const CpuIsa isa = [] {
+    __builtin_cpu_init();
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")) {
+      return CpuIsa::kAvx512;
+    }
+    return avx2 ? CpuIsa::kAvx2 : CpuIsa::kBase;
+  }();
+  return isa;
+#else
+  return CpuIsa::kBase;
+#endif
+}
+
 // Elements per parallel task: large enough to amortise thread wake-up, small enough to split a row over cores.
 constexpr int64_t kCpuChunk = 16384;
 

@@ -29,33 +29,30 @@ namespace {
 
 constexpr int64_t kTile = 256;
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define FASTGAN_OPTIM_HAS_AVX2 1
+#if FASTGAN_CPU_X86
 #define FASTGAN_OPTIM_AVX2 __attribute__((target("avx2,fma"), optimize("fp-contract=off")))
 #define FASTGAN_OPTIM_PLAIN __attribute__((optimize("fp-contract=off")))
 #else
-#define FASTGAN_OPTIM_HAS_AVX2 0
 #define FASTGAN_OPTIM_PLAIN
 #endif
-#define FASTGAN_OPTIM_INLINE inline __attribute__((always_inline))
 
 // a * b + c, rounded once (kFma: as ATen's AVX2 kernels) or twice.
 template <bool kFma, typename A>
-FASTGAN_OPTIM_INLINE A mul_add(A a, A b, A c) {
+FASTGAN_FORCE_INLINE A mul_add(A a, A b, A c) {
   if (kFma) return std::fma(a, b, c);
   return a * b + c;
 }
 
 // torch.lerp: the small-weight formula or the one anchored at `end`, each with one multiply-add.
 template <bool kFma, typename A>
-FASTGAN_OPTIM_INLINE A lerp_of(A self, A end, A weight) {
+FASTGAN_FORCE_INLINE A lerp_of(A self, A end, A weight) {
   const A diff = end - self;
   return (weight < A(0.5) && weight > A(-0.5)) ? mul_add<kFma>(weight, diff, self)
                                                : mul_add<kFma>(-diff, A(1) - weight, end);
 }
 constexpr int64_t kSerialElems = 1 << 14;  // below this many elements in all, run on the calling thread
 
-FASTGAN_OPTIM_INLINE void sqrt_inplace(float* x, int64_t n) {
+FASTGAN_FORCE_INLINE void sqrt_inplace(float* x, int64_t n) {
   int64_t i = 0;
 #if defined(__SSE2__)
   for (; i + 4 <= n; i += 4) _mm_storeu_ps(x + i, _mm_sqrt_ps(_mm_loadu_ps(x + i)));
@@ -63,7 +60,7 @@ FASTGAN_OPTIM_INLINE void sqrt_inplace(float* x, int64_t n) {
   for (; i < n; ++i) x[i] = std::sqrt(x[i]);
 }
 
-FASTGAN_OPTIM_INLINE void sqrt_inplace(double* x, int64_t n) {
+FASTGAN_FORCE_INLINE void sqrt_inplace(double* x, int64_t n) {
   int64_t i = 0;
 #if defined(__SSE2__)
   for (; i + 2 <= n; i += 2) _mm_storeu_pd(x + i, _mm_sqrt_pd(_mm_loadu_pd(x + i)));
@@ -100,12 +97,12 @@ void for_each_chunk(const OptimTensor* tensors, int64_t count, Body&& body) {
 
 // The value the storage type holds (identity for fp32/fp64): where torch's step writes a tensor.
 template <typename T>
-FASTGAN_OPTIM_INLINE acc_t<T> rnd(acc_t<T> x) {
+FASTGAN_FORCE_INLINE acc_t<T> rnd(acc_t<T> x) {
   return static_cast<acc_t<T>>(static_cast<T>(x));
 }
 
 template <typename T, bool kFma, bool kCentered, bool kMomentum, bool kWeightDecay>
-FASTGAN_OPTIM_INLINE void rmsprop_chunk(const OptimTensor& t, int64_t start, int64_t n, const RMSpropHyper& h) {
+FASTGAN_FORCE_INLINE void rmsprop_chunk(const OptimTensor& t, int64_t start, int64_t n, const RMSpropHyper& h) {
   using A = acc_t<T>;
   T* __restrict__ p = static_cast<T*>(t.param) + start;
   const T* __restrict__ g = static_cast<const T*>(t.grad) + start;
@@ -155,7 +152,7 @@ FASTGAN_OPTIM_INLINE void rmsprop_chunk(const OptimTensor& t, int64_t start, int
 }
 
 template <typename T, bool kFma, int kWeightDecay /* 0 none, 1 L2, 2 decoupled */, bool kAmsgrad>
-FASTGAN_OPTIM_INLINE void adam_chunk(const OptimTensor& t, int64_t start, int64_t n, const AdamHyper& h) {
+FASTGAN_FORCE_INLINE void adam_chunk(const OptimTensor& t, int64_t start, int64_t n, const AdamHyper& h) {
   using A = acc_t<T>;
   T* __restrict__ p = static_cast<T*>(t.param) + start;
   const T* __restrict__ g = static_cast<const T*>(t.grad) + start;
@@ -198,7 +195,7 @@ FASTGAN_OPTIM_INLINE void adam_chunk(const OptimTensor& t, int64_t start, int64_
 }
 
 template <typename T, bool kFma>
-FASTGAN_OPTIM_INLINE void rmsprop_any(const OptimTensor& t, int64_t start, int64_t n, const RMSpropHyper& h) {
+FASTGAN_FORCE_INLINE void rmsprop_any(const OptimTensor& t, int64_t start, int64_t n, const RMSpropHyper& h) {
   const bool c = h.centered, m = h.momentum > 0, w = h.weight_decay != 0;
   if (c && m && w) rmsprop_chunk<T, kFma, true, true, true>(t, start, n, h);
   else if (c && m) rmsprop_chunk<T, kFma, true, true, false>(t, start, n, h);
@@ -211,7 +208,7 @@ FASTGAN_OPTIM_INLINE void rmsprop_any(const OptimTensor& t, int64_t start, int64
 }
 
 template <typename T, bool kFma>
-FASTGAN_OPTIM_INLINE void adam_any(const OptimTensor& t, int64_t start, int64_t n, const AdamHyper& h) {
+FASTGAN_FORCE_INLINE void adam_any(const OptimTensor& t, int64_t start, int64_t n, const AdamHyper& h) {
   const int w = h.weight_decay == 0 ? 0 : (h.decoupled_weight_decay ? 2 : 1);
   if (h.amsgrad) {
     if (w == 0) adam_chunk<T, kFma, 0, true>(t, start, n, h);
@@ -233,7 +230,7 @@ template <typename T>
 FASTGAN_OPTIM_PLAIN void adam_plain(const OptimTensor& t, int64_t start, int64_t n, const AdamHyper& h) {
   adam_any<T, false>(t, start, n, h);
 }
-#if FASTGAN_OPTIM_HAS_AVX2
+#if FASTGAN_CPU_X86
 template <typename T>
 FASTGAN_OPTIM_AVX2 void rmsprop_avx2(const OptimTensor& t, int64_t start, int64_t n, const RMSpropHyper& h) {
   rmsprop_any<T, true>(t, start, n, h);
@@ -247,12 +244,11 @@ FASTGAN_OPTIM_AVX2 void adam_avx2(const OptimTensor& t, int64_t start, int64_t n
 // ATen runs its AVX2/AVX512 kernels (with fused multiply-adds) when the CPU has them, unless
 // ATEN_CPU_CAPABILITY=default asks for the plain ones: follow the same choice.
 bool use_fma_path() {
-#if FASTGAN_OPTIM_HAS_AVX2
+#if FASTGAN_CPU_X86
   static const bool value = [] {
     const char* env = std::getenv("ATEN_CPU_CAPABILITY");
     if (env != nullptr && std::string(env) == "default") return false;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return cpu_isa() != CpuIsa::kBase;
   }();
   return value;
 #else
@@ -267,7 +263,7 @@ void fused_optim_rmsprop_cpu(const OptimTensor* tensors, int64_t count, const RM
   for_each_chunk(tensors, count, [&](const OptimTensor& t, int64_t start, int64_t n) {
     dispatch_cpu(t.dtype, [&](auto tag) {
       using T = decltype(tag);
-#if FASTGAN_OPTIM_HAS_AVX2
+#if FASTGAN_CPU_X86
       if (fma) return rmsprop_avx2<T>(t, start, n, hyper);
 #endif
       rmsprop_plain<T>(t, start, n, hyper);
@@ -280,7 +276,7 @@ void fused_optim_adam_cpu(const OptimTensor* tensors, int64_t count, const AdamH
   for_each_chunk(tensors, count, [&](const OptimTensor& t, int64_t start, int64_t n) {
     dispatch_cpu(t.dtype, [&](auto tag) {
       using T = decltype(tag);
-#if FASTGAN_OPTIM_HAS_AVX2
+#if FASTGAN_CPU_X86
       if (fma) return adam_avx2<T>(t, start, n, hyper);
 #endif
       adam_plain<T>(t, start, n, hyper);

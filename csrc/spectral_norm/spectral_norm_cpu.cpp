@@ -17,35 +17,11 @@ namespace {
 constexpr int64_t kMaxChunks = 16;
 constexpr int64_t kColumnBlock = 4096;
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define FASTGAN_SN_X86 1
-#else
-#define FASTGAN_SN_X86 0
-#endif
-#define FASTGAN_SN_INLINE inline __attribute__((always_inline))
-
-// 2: AVX-512, 1: AVX2 + FMA, 0: the build's baseline (SSE2). The row pass, where the time goes, is compiled for
-// each and chosen at run time; the build itself targets plain x86-64.
-int vector_level() {
-#if FASTGAN_SN_X86
-  static const int value = [] {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma")) {
-      return 2;
-    }
-    return (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
-  }();
-  return value;
-#else
-  return 0;
-#endif
-}
-
 // The row pass's two loops, vectorised by OpenMP simd (-fopenmp is on): gcc does not vectorise them on its own
 // once inlined (aliasing), and the plain loops ran at scalar speed. The simd reduction's order is fixed by the
 // binary (its vector width), so results do not depend on the thread count.
 template <typename T, typename A>
-FASTGAN_SN_INLINE A dot(const T* __restrict__ x, const A* __restrict__ y, int64_t n) {
+FASTGAN_FORCE_INLINE A dot(const T* __restrict__ x, const A* __restrict__ y, int64_t n) {
   A acc = A(0);
 #pragma omp simd reduction(+ : acc)
   for (int64_t i = 0; i < n; ++i) acc += static_cast<A>(x[i]) * y[i];
@@ -64,7 +40,7 @@ A sum_squares(const A* __restrict__ x, int64_t n) {
 }
 
 template <typename T, typename A>
-FASTGAN_SN_INLINE void axpy(A* __restrict__ y, A alpha, const T* __restrict__ x, int64_t n) {
+FASTGAN_FORCE_INLINE void axpy(A* __restrict__ y, A alpha, const T* __restrict__ x, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * static_cast<A>(x[i]);
 }
@@ -82,7 +58,7 @@ struct View {  // a layer's workspace, in its accumulation type
 
 // Rows [row0, row1) of one layer: s_r = W_r . v and, when updating, partial = sum_r s_r W_r.
 template <typename T>
-FASTGAN_SN_INLINE void rows_pass_body(const SNLayer& l, int64_t chunk, bool update) {
+FASTGAN_FORCE_INLINE void rows_pass_body(const SNLayer& l, int64_t chunk, bool update) {
   using A = acc_t<T>;
   const int64_t w = l.a * l.k;
   const int64_t row0 = chunk * l.h / l.chunks, row1 = (chunk + 1) * l.h / l.chunks;
@@ -103,7 +79,7 @@ FASTGAN_SN_INLINE void rows_pass_body(const SNLayer& l, int64_t chunk, bool upda
 
 template <typename T>
 void rows_pass_plain(const SNLayer& l, int64_t chunk, bool update) { rows_pass_body<T>(l, chunk, update); }
-#if FASTGAN_SN_X86
+#if FASTGAN_CPU_X86
 template <typename T>
 __attribute__((target("avx2,fma"))) void rows_pass_avx2(const SNLayer& l, int64_t chunk, bool update) {
   rows_pass_body<T>(l, chunk, update);
@@ -117,11 +93,11 @@ __attribute__((target("avx512f,avx512vl,avx2,fma"))) void rows_pass_avx512(const
 
 template <typename T>
 void rows_pass(const SNLayer& l, int64_t chunk, bool update) {
-#if FASTGAN_SN_X86
+#if FASTGAN_CPU_X86
   if constexpr (std::is_same<T, float>::value || std::is_same<T, double>::value) {  // half: conversions dominate
-    const int level = vector_level();
-    if (level == 2) return rows_pass_avx512<T>(l, chunk, update);
-    if (level == 1) return rows_pass_avx2<T>(l, chunk, update);
+    const CpuIsa isa = cpu_isa();
+    if (isa == CpuIsa::kAvx512) return rows_pass_avx512<T>(l, chunk, update);
+    if (isa == CpuIsa::kAvx2) return rows_pass_avx2<T>(l, chunk, update);
   }
 #endif
   rows_pass_plain<T>(l, chunk, update);

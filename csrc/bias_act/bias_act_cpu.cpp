@@ -3,14 +3,14 @@
 //
 // Structure (for speed and for compile time):
 //  - traversal: memory is [outer, channels, inner] (see bias_act.h), walked as
-//      rows    (inner > 1, e.g. NCHW with dim=1): runs of `inner` elements share one bias value;
-//      columns (inner == 1, e.g. channels_last, or [B, F] with dim=-1): each row of `channels` elements takes the
-//               whole bias vector;
+//      rows    (inner >= kColumnsBelow, e.g. NCHW with dim=1): runs of `inner` elements share one bias value;
+//      columns (short inner runs, e.g. channels_last, or [B, F] with dim=-1): each row of `channels * inner`
+//               elements takes the bias vector expanded over inner;
 //    templated on the storage type T only;
 //  - maths: in blocks of at most kBlock elements of the accumulation type A (float, or double for fp64) that stay in
 //    L1: the storage is converted in (fp16/bf16) or read in place (fp32/fp64), the bias added, then a branch-free
 //    loop templated on (A, activation, saved form, clamp) runs, chosen once per call through a function pointer.
-//    These loops are compiled twice, for the baseline ISA and for AVX2+FMA, picked at run time: gcc vectorises
+//    These loops are compiled for the baseline ISA, AVX2+FMA and AVX-512, picked at run time (cpu_isa): gcc vectorises
 //    them (exp is a polynomial, not a libm call, for float).
 // Bias sums are deterministic: each task writes its own partial sums (per row chunk, or per block of rows) and the
 // partials are added in a fixed order that does not depend on the number of threads.
@@ -56,7 +56,8 @@ BA_INLINE A ba_max(A a, A b) {
 BA_INLINE float ba_abs(float x) { return __builtin_fabsf(x); }
 BA_INLINE double ba_abs(double x) { return __builtin_fabs(x); }
 
-// exp for float without a library call, so that gcc vectorises the loops that use it (common/cpu_math.h). The input saturates at +-60 (e^-60 = 8.7e-27). Callers need exp accurately only where it matters next to 1 (x <= 20
+// exp for float without a library call, so that gcc vectorises the loops that use it (common/cpu_math.h). The
+// input saturates at +-60 (e^-60 = 8.7e-27). Callers need exp accurately only where it matters next to 1 (x <= 20
 // and e^x added to 1, or multiplied by something O(1)), so the absolute error this leaves is below 1e-26. Saturating
 // at the float range instead (+-87) is much slower: gcc evaluates the saturated branch as a constant in every lane
 // and blends, and constants like sigmoid(-88) = 6e-39 then make every product denormal (a microcode assist each).

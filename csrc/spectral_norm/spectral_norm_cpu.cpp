@@ -18,8 +18,8 @@ constexpr int64_t kMaxChunks = 16;
 constexpr int64_t kColumnBlock = 4096;
 
 // The row pass's two loops, vectorised by OpenMP simd (-fopenmp is on): gcc does not vectorise them on its own
-// once inlined (aliasing), and the plain loops ran at scalar speed. The simd reduction's order is fixed by the
-// binary (its vector width), so results do not depend on the thread count.
+// once inlined (aliasing), and the plain loops ran at scalar speed. The simd reduction's order depends on the
+// vector width of the variant cpu_isa() picks (so on the CPU model), not on the thread count.
 template <typename T, typename A>
 FASTGAN_FORCE_INLINE A dot(const T* __restrict__ x, const A* __restrict__ y, int64_t n) {
   A acc = A(0);

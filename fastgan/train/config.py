@@ -30,18 +30,6 @@ DEFAULT_BATCH = {"2d": 256, "image": 64}
 AMP_MODES = ("none", "bf16", "fp16")
 GP_METHODS = ("double_backward", "jvp", "finite_difference")
 
-#: Hyper-parameters a recipe may take, with their meaning (the command line spells them with dashes).
-HYPERPARAMETERS = {
-    "lr": "learning rate of both players",
-    "betas": "Adam's (beta1, beta2)",
-    "n_critic": "critic updates per generator update",
-    "gp_weight": "weight of the critic's gradient penalty (lambda; R1's gamma)",
-    "clip": "weight-clipping bound c of WGAN",
-    "critic_burst": "critic updates for the first 25 and every 500th generator update (WGAN reference code)",
-    "mixtures": "number T of generators and of critics (MIX+GAN)",
-    "mix_weight": "weight of MIX+GAN's regulariser on the mixture weights",
-    "lr_decay": "learning-rate schedule: none or linear (to 0 at the last step)",
-}
 LR_DECAYS = ("none", "linear")
 
 
@@ -53,7 +41,7 @@ def data_key(name: str) -> str | None:
     return key if key in KNOWN_DATASETS else None
 
 
-def model_defaults(kind: str, shape: tuple, data: str | None, image_size: int | None) -> dict:
+def model_defaults(kind: str, shape: tuple) -> dict:
     """Architecture defaults for the data.
 
     2D: gan_toy.py's ReLU MLPs (Generator 2 -> DIM -> DIM -> DIM -> 2, noise dimension 2, DIM = 512) with the
@@ -86,7 +74,7 @@ def _check_nonnegative(value, name):
 
 
 def check_hyperparameters(recipe_name: str, hp: dict) -> dict:
-    """Validate the resolved hyper-parameters (names as in HYPERPARAMETERS), returning normalised values."""
+    """Validate the resolved hyper-parameters (names as the recipes' defaults), returning normalised values."""
     out = dict(hp)
     for k, v in hp.items():
         flag = "--" + k.replace("_", "-")
@@ -146,7 +134,7 @@ def make_config(recipe: str, data: str, dataset, *, image_size: int | None = Non
         raise ValueError(f"recipe {rec.NAME} does not take {flags} (its hyper-parameters: {takes})")
     hyper = check_hyperparameters(rec.NAME, {**defaults, **given})
 
-    m = model_defaults(kind, shape, key, size)
+    m = model_defaults(kind, shape)
     m.update(rec.MODEL_OPTIONS.get(kind, {}))
     for k, v in (model or {}).items():
         if v is None:

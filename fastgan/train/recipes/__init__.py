@@ -61,11 +61,6 @@ class Recipe:
         hp.setdefault("lr_decay", "none")
         return hp
 
-    @property
-    def summary(self) -> str:
-        doc = (self.module.__doc__ or "").strip()
-        return doc.splitlines()[0] if doc else self.NAME
-
 
 def get_recipe(name: str) -> Recipe:
     """The recipe called ``name``; ValueError listing the recipes for an unknown one."""

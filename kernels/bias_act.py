@@ -22,12 +22,14 @@ ELEMS_PER_PROGRAM = 8192
 # Activation codes: fastgan/ops/bias_act.py's ACTIVATIONS order.
 LINEAR, RELU, LRELU, TANH, SIGMOID, ELU, SELU, SOFTPLUS, SILU, GELU, GELU_TANH = range(11)
 SAVED_Y, SAVED_X = 0, 1
-SELU_ALPHA = 1.6732632423543772848170429916717
-SELU_SCALE = 1.0507009873554804934193349852946
-SQRT_2_OVER_PI = 0.79788456080286535587989211986876
-GELU_CUBIC = 0.044715
-INV_SQRT2 = 0.70710678118654752440084436210485
-INV_SQRT_2PI = 0.39894228040143267793994605993438
+# Globals a compiled kernel reads must be constexpr (the CPU interpreter does not enforce it); in jit code keep them
+# right of a tensor operand (`z * C`): the interpreter cannot evaluate `C * z` for a constexpr C.
+SELU_ALPHA = tl.constexpr(1.6732632423543772848170429916717)
+SELU_SCALE = tl.constexpr(1.0507009873554804934193349852946)
+SQRT_2_OVER_PI = tl.constexpr(0.79788456080286535587989211986876)
+GELU_CUBIC = tl.constexpr(0.044715)
+INV_SQRT2 = tl.constexpr(0.70710678118654752440084436210485)
+INV_SQRT_2PI = tl.constexpr(0.39894228040143267793994605993438)
 
 
 @triton.jit
@@ -58,7 +60,7 @@ def _value(z, alpha, ACT: tl.constexpr):
     elif ACT == 5:
         v = tl.where(z > 0.0, z, alpha * (tl.exp(tl.minimum(z, 0.0)) - 1.0))
     elif ACT == 6:
-        v = tl.where(z > 0.0, SELU_SCALE * z, (SELU_SCALE * SELU_ALPHA) * (tl.exp(tl.minimum(z, 0.0)) - 1.0))
+        v = tl.where(z > 0.0, z * SELU_SCALE, (tl.exp(tl.minimum(z, 0.0)) - 1.0) * (SELU_SCALE * SELU_ALPHA))
     elif ACT == 7:
         bz = alpha * z
         # log(1 + e^bz) = max(bz, 0) + log(1 + e^-|bz|): no overflow below the threshold either.
@@ -69,7 +71,7 @@ def _value(z, alpha, ACT: tl.constexpr):
     elif ACT == 9:
         v = 0.5 * z * (1.0 + tl.math.erf(z * INV_SQRT2))
     else:
-        v = 0.5 * z * (1.0 + _tanh(SQRT_2_OVER_PI * (z + GELU_CUBIC * z * z * z)))
+        v = 0.5 * z * (1.0 + _tanh((z + z * z * z * GELU_CUBIC) * SQRT_2_OVER_PI))
     return v
 
 
@@ -90,7 +92,7 @@ def _deriv1(z, alpha, ACT: tl.constexpr):
     elif ACT == 5:
         d = tl.where(z > 0.0, 1.0, alpha * tl.exp(tl.minimum(z, 0.0)))
     elif ACT == 6:
-        d = tl.where(z > 0.0, SELU_SCALE, (SELU_SCALE * SELU_ALPHA) * tl.exp(tl.minimum(z, 0.0)))
+        d = tl.where(z > 0.0, SELU_SCALE, tl.exp(tl.minimum(z, 0.0)) * (SELU_SCALE * SELU_ALPHA))
     elif ACT == 7:
         d = tl.where(alpha * z > 20.0, 1.0, _sigmoid(alpha * z))
     elif ACT == 8:
@@ -98,11 +100,11 @@ def _deriv1(z, alpha, ACT: tl.constexpr):
         d = s * (1.0 + z * (1.0 - s))
     elif ACT == 9:
         cdf = 0.5 * (1.0 + tl.math.erf(z * INV_SQRT2))
-        d = cdf + z * (INV_SQRT_2PI * tl.exp(-0.5 * z * z))
+        d = cdf + z * (tl.exp(-0.5 * z * z) * INV_SQRT_2PI)
     else:
         z2 = z * z
-        t = _tanh(SQRT_2_OVER_PI * (z + GELU_CUBIC * z2 * z))
-        du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_CUBIC * z2)
+        t = _tanh((z + z2 * z * GELU_CUBIC) * SQRT_2_OVER_PI)
+        du = (z2 * (3.0 * GELU_CUBIC) + 1.0) * SQRT_2_OVER_PI
         d = 0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * du
     return d
 
@@ -120,7 +122,7 @@ def _deriv2(z, alpha, ACT: tl.constexpr):
     elif ACT == 5:
         d = tl.where(z > 0.0, 0.0, alpha * tl.exp(tl.minimum(z, 0.0)))
     elif ACT == 6:
-        d = tl.where(z > 0.0, 0.0, (SELU_SCALE * SELU_ALPHA) * tl.exp(tl.minimum(z, 0.0)))
+        d = tl.where(z > 0.0, 0.0, tl.exp(tl.minimum(z, 0.0)) * (SELU_SCALE * SELU_ALPHA))
     elif ACT == 7:
         s = _sigmoid(alpha * z)
         d = tl.where(alpha * z > 20.0, 0.0, alpha * s * (1.0 - s))
@@ -128,13 +130,13 @@ def _deriv2(z, alpha, ACT: tl.constexpr):
         s = _sigmoid(z)
         d = s * (1.0 - s) * (2.0 + z * (1.0 - 2.0 * s))
     elif ACT == 9:
-        d = INV_SQRT_2PI * tl.exp(-0.5 * z * z) * (2.0 - z * z)
+        d = tl.exp(-0.5 * z * z) * (2.0 - z * z) * INV_SQRT_2PI
     else:
         z2 = z * z
-        t = _tanh(SQRT_2_OVER_PI * (z + GELU_CUBIC * z2 * z))
+        t = _tanh((z + z2 * z * GELU_CUBIC) * SQRT_2_OVER_PI)
         s = 1.0 - t * t
-        du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_CUBIC * z2)
-        ddu = (6.0 * SQRT_2_OVER_PI * GELU_CUBIC) * z
+        du = (z2 * (3.0 * GELU_CUBIC) + 1.0) * SQRT_2_OVER_PI
+        ddu = z * (6.0 * SQRT_2_OVER_PI * GELU_CUBIC)
         d = s * du - z * t * s * du * du + 0.5 * z * s * ddu
     return d
 
@@ -351,8 +353,9 @@ def _params(like: torch.Tensor, alpha: float, gain: float, clamp: float) -> torc
     """The fp64 parameters as a tensor (read by fp64 kernels only; others get a dummy)."""
     if like.dtype != torch.float64:
         return like
-    return torch.tensor([alpha, gain, 1.0 / gain if gain != 0 else 0.0, clamp], dtype=torch.float64,
-                        device=like.device)
+    # non_blocking: a blocking copy from pageable memory would synchronise the device at every launch.
+    return torch.tensor([alpha, gain, 1.0 / gain if gain != 0 else 0.0, clamp],
+                        dtype=torch.float64).to(like.device, non_blocking=True)
 
 
 def _finish(partial: torch.Tensor, out: torch.Tensor, channels: int, programs: int):

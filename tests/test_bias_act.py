@@ -47,12 +47,12 @@ def run_three_orders(fn, x, b, seed=1):
     b = b.detach().requires_grad_(True) if b is not None else None
     inputs = (x,) if b is None else (x, b)
     y = fn(x, b)
-    dy = torch.randn(y.shape, generator=g, dtype=torch.float64).to(y.dtype).requires_grad_(True)
+    dy = torch.randn(y.shape, generator=g, dtype=torch.float64).to(y.device, y.dtype).requires_grad_(True)
     grads = torch.autograd.grad(y, inputs, dy, create_graph=True)
-    w = torch.randn(y.shape, generator=g, dtype=torch.float64).to(y.dtype)
+    w = torch.randn(y.shape, generator=g, dtype=torch.float64).to(y.device, y.dtype)
     loss = (grads[0] * w).sum()
     if b is not None:
-        loss = loss + (grads[1] * torch.linspace(-1, 1, b.shape[0], dtype=b.dtype)).sum()
+        loss = loss + (grads[1] * torch.linspace(-1, 1, b.shape[0], dtype=b.dtype, device=b.device)).sum()
     second = torch.autograd.grad(loss, inputs + (dy,), allow_unused=True, materialize_grads=True)
     return [y] + list(grads) + list(second)
 

@@ -28,3 +28,16 @@ extern "C" __attribute__((used, visibility("default"))) const char fastgan_build
 static struct PyModuleDef fastgan_module = {PyModuleDef_HEAD_INIT, "_C", "fastgan's compiled kernels", -1, nullptr};
 
 PyMODINIT_FUNC PyInit__C(void) { return PyModule_Create(&fastgan_module); }
+
+// The CPU block cache's controls (common/cpu_block_cache.h), called through ctypes by fastgan/_ext.py.
+#include "common/cpu_block_cache.h"
+
+extern "C" __attribute__((visibility("default"))) unsigned long long fastgan_cpu_cache_clear() {
+  return fastgan::CpuBlockCache::instance().clear();
+}
+extern "C" __attribute__((visibility("default"))) unsigned long long fastgan_cpu_cache_idle_bytes() {
+  return fastgan::CpuBlockCache::instance().idle_bytes();
+}
+extern "C" __attribute__((visibility("default"))) unsigned long long fastgan_cpu_cache_limit() {
+  return fastgan::CpuBlockCache::instance().limit();
+}

@@ -36,6 +36,7 @@ from fastgan import ops  # noqa: E402
 from fastgan import losses, mix  # noqa: E402
 from fastgan import nn  # noqa: E402
 from fastgan import optim  # noqa: E402
+from fastgan._ext import cpu_cache_info, empty_cpu_cache  # noqa: E402
 from fastgan.backends import BackendUnavailableError, backend, get_backend, set_backend  # noqa: E402
 from fastgan.ops.clip_weights import clip_weights_  # noqa: E402
 from fastgan.penalties import dragan_penalty, gradient_penalty, r1_penalty, r2_penalty  # noqa: E402
@@ -43,4 +44,5 @@ from fastgan.penalties import dragan_penalty, gradient_penalty, r1_penalty, r2_p
 __all__ = [
     "__version__", "ops", "nn", "optim", "losses", "mix", "set_backend", "backend", "get_backend",
     "BackendUnavailableError", "gradient_penalty", "r1_penalty", "r2_penalty", "dragan_penalty", "clip_weights_",
+    "empty_cpu_cache", "cpu_cache_info",
 ]

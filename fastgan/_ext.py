@@ -94,7 +94,7 @@ def _jit_build():
         fcntl.flock(lock, fcntl.LOCK_EX)
         if os.path.exists(cached):
             torch.ops.load_library(cached)
-            return cached
+            return cached, cached
         if cuda_home is not None:
             os.environ.setdefault("CUDA_HOME", cuda_home)  # before torch's helpers guess it from a wrapper's folder
         from torch.utils import cpp_extension
@@ -135,13 +135,14 @@ def _jit_build():
                     key=os.path.getmtime)
         _shutil.copyfile(built, cached + ".tmp")
         os.replace(cached + ".tmp", cached)
-    return cached
+    return cached, built  # torch loaded the build folder's copy
 
 
 def load():
     """Load the extension once; returns True when its ops are registered under torch.ops.fastgan."""
     if _state["tried"]:
         return _state["ok"]
+    _check_cache_env()
     with _lock:
         if _state["tried"]:
             return _state["ok"]
@@ -164,7 +165,7 @@ def _load_locked():
     if problem is None:
         try:
             torch.ops.load_library(path)
-            _state.update(ok=True, reason="", path=path, stamp=read_stamp(path), how="prebuilt")
+            _state.update(ok=True, reason="", path=path, loaded=path, stamp=read_stamp(path), how="prebuilt")
             return
         except OSError as error:
             problem = f"{path} failed to load: {error}"
@@ -172,8 +173,8 @@ def _load_locked():
         _state["reason"] = f"{problem}; JIT build disabled by FASTGAN_NO_JIT=1"
         return
     try:
-        path = _jit_build()
-        _state.update(ok=True, reason="", path=path, stamp=read_stamp(path), how=f"JIT build ({problem})")
+        path, loaded = _jit_build()
+        _state.update(ok=True, reason="", path=path, loaded=loaded, stamp=read_stamp(path), how=f"JIT build ({problem})")
     except Exception as error:  # a failed build must not take the user's training down: fall back to the reference
         _state["reason"] = f"{problem}; JIT build failed: {_first_error_line(error)}"
         warnings.warn(f"fastgan: the C++/CUDA extension is unavailable ({_state['reason']}); "
@@ -196,3 +197,41 @@ def status():
 
 def has_cuda_kernels():
     return bool(_state["ok"] and _state["stamp"].get("cuda"))
+
+
+def _library():
+    """ctypes handle of the loaded extension, or None. It must be the very file torch loaded: another copy of the
+    library would be a second mapping that registers every op again."""
+    if not load() or not _state.get("loaded"):
+        return None
+    if _state.get("ctypes") is None:
+        import ctypes
+        handle = ctypes.CDLL(_state["loaded"])
+        for name in ("fastgan_cpu_cache_clear", "fastgan_cpu_cache_idle_bytes", "fastgan_cpu_cache_limit"):
+            getattr(handle, name).restype = ctypes.c_ulonglong
+        _state["ctypes"] = handle
+    return _state["ctypes"]
+
+
+def _check_cache_env():
+    text = os.environ.get("FASTGAN_CPU_CACHE_MB")
+    if text not in (None, "") and not text.isdigit():
+        raise ValueError(f"FASTGAN_CPU_CACHE_MB must be a whole number of megabytes (0 turns the cache off), got {text!r}")
+
+
+def cpu_cache_info():
+    """{'idle_bytes': held for reuse now, 'limit_bytes': FASTGAN_CPU_CACHE_MB} of the CPU output block cache."""
+    lib = _library()
+    if lib is None:
+        return {"idle_bytes": 0, "limit_bytes": 0}
+    return {"idle_bytes": int(lib.fastgan_cpu_cache_idle_bytes()), "limit_bytes": int(lib.fastgan_cpu_cache_limit())}
+
+
+def empty_cpu_cache():
+    """Frees the idle blocks of the CPU output cache (as torch.cuda.empty_cache does for CUDA); returns bytes freed.
+
+    fastgan's C++ CPU kernels take outputs of 4 MB or more from a cache of blocks that dead tensors return, so a
+    training loop's repeated outputs skip the OS's page faulting; idle blocks stay under FASTGAN_CPU_CACHE_MB
+    (default 512; 0 turns the cache off)."""
+    lib = _library()
+    return int(lib.fastgan_cpu_cache_clear()) if lib is not None else 0

@@ -3,12 +3,15 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
+#include <ATen/ops/from_blob.h>
 
 #include <cstdint>
 
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
+
+#include "common/cpu_block_cache.h"
 
 #ifdef FASTGAN_WITH_CUDA
 #include <c10/cuda/CUDAGuard.h>
@@ -42,8 +45,20 @@ inline void advise_huge_pages(const at::Tensor& t) {
 #endif
 }
 
-// at::empty_like for a CPU kernel's output (same layout as `like`), backed by huge pages when large.
+// at::empty_like for a CPU kernel's output (same layout as `like`): large outputs come from the block cache
+// (common/cpu_block_cache.h), others from torch's allocator, backed by huge pages when large.
 inline at::Tensor empty_like_output(const at::Tensor& like) {
+  CpuBlockCache& cache = CpuBlockCache::instance();
+  const std::size_t bytes = like.nbytes();
+  if (like.device().is_cpu() && bytes >= CpuBlockCache::kMinBytes && cache.enabled() &&
+      like.is_non_overlapping_and_dense()) {
+    const std::size_t size = CpuBlockCache::rounded(bytes);
+    if (void* block = cache.get(size)) {
+      // A dense tensor's empty_like has its strides, so the block holds exactly its elements.
+      return at::from_blob(block, like.sizes(), like.strides(),
+                           [size](void* data) { CpuBlockCache::instance().put(data, size); }, like.options());
+    }
+  }
   at::Tensor out = at::empty_like(like);
   advise_huge_pages(out);
   return out;

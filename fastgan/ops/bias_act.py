@@ -335,7 +335,7 @@ def bias_act(x, bias=None, act="lrelu", alpha=None, gain=1.0, clamp=None, dim=1)
     else:
         _check_dim_type(dim)  # no bias: the dimension plays no part
         dim = 0
-    backend = backends.select("bias_act", x.device, cuda_order=CUDA_ORDER)
+    backend = backends.select_cached("bias_act", x.device, cuda_order=CUDA_ORDER)
     if backend == "reference" or x.numel() == 0:
         return _reference(x, bias, act, alpha, gain, clamp, dim)
     cfg = Config(act, code, saved, alpha, gain, -1.0 if clamp is None else clamp, dim, backend, _compiling())

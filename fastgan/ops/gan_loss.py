@@ -239,7 +239,7 @@ def gan_loss(real_logits, fake_logits, kind="nonsaturating", player="d", reducti
     """
     config = _config(kind, player, reduction, a, b, c)
     reads_real = _check_args(real_logits, fake_logits, config)
-    backend = backends.select("gan_loss", fake_logits.device, cuda_order=CUDA_ORDER)
+    backend = backends.select_cached("gan_loss", fake_logits.device, cuda_order=CUDA_ORDER)
     if backend == "reference":
         return gan_loss_reference(real_logits, fake_logits, kind, player, reduction, *config[3:])
     real, fake, kernels = _flat(real_logits) if reads_real else None, _flat(fake_logits), _kernels(backend)

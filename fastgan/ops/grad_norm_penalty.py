@@ -85,7 +85,7 @@ def grad_norm_penalty(grad, target=1.0, mode="two_sided"):
         raise ValueError(f"grad must have a non-empty batch dimension, got shape {tuple(grad.shape)}")
     if isinstance(target, bool) or not isinstance(target, (int, float)):
         raise TypeError(f"target must be a number, got {type(target).__name__}")
-    backend = backends.select("grad_norm_penalty", grad.device, cuda_order=CUDA_ORDER)
+    backend = backends.select_cached("grad_norm_penalty", grad.device, cuda_order=CUDA_ORDER)
     if backend == "reference":
         return grad_norm_penalty_reference(grad, target, mode)
     (grad,) = batch_major(grad)

@@ -93,7 +93,7 @@ def interpolate(real, fake, alpha):
     batch = real.shape[0]
     if alpha.numel() != batch or (alpha.dim() > 1 and alpha.shape[0] != batch):
         raise ValueError(f"alpha must have shape [B] = [{batch}] (one weight per sample), got {tuple(alpha.shape)}")
-    backend = backends.select("interpolate", real.device, cuda_order=CUDA_ORDER)
+    backend = backends.select_cached("interpolate", real.device, cuda_order=CUDA_ORDER)
     if backend == "reference":
         return interpolate_reference(real, fake, alpha)
     real_k, fake_k = batch_major(real, fake)

@@ -40,6 +40,9 @@ CUDA_ORDER = ("cuda", "triton")
 
 
 class MixtureGanLossFunction(torch.autograd.Function):
+    """The op's autograd in Python: for the Triton kernels and under torch.compile. The cpp and cuda backends use
+    the same maths as one C++ autograd node (fastgan::mixture_gan_loss), which saves ~40 us of Python per step."""
+
     @staticmethod
     def forward(ctx, real, fake, g_logits, d_logits, config, backend):
         need = ctx.needs_input_grad
@@ -128,6 +131,9 @@ def mixture_gan_loss(real_logits, fake_logits, g_weight_logits, d_weight_logits,
         (d_loss, g_loss): 0-dim tensors (d_loss is None when real_logits is None).
     """
     config = _config(kind, regularizer, reg_weight, a, b, c)
+    losses = _fast_path(real_logits, fake_logits, g_weight_logits, d_weight_logits, config)
+    if losses is not None:
+        return losses
     check_tensor(fake_logits, "fake_logits")
     shape = fake_logits.shape
     if len(shape) != 3:
@@ -154,7 +160,7 @@ def mixture_gan_loss(real_logits, fake_logits, g_weight_logits, d_weight_logits,
                             f"{fake_logits.dtype}")
     elif config[0] == KINDS["relativistic"]:
         raise ValueError("real_logits is required for kind='relativistic' (its generator loss pairs real and fake)")
-    backend = backends.select("mixture_gan_loss", device, cuda_order=CUDA_ORDER)
+    backend = backends.select_cached("mixture_gan_loss", device, cuda_order=CUDA_ORDER)
     if backend != "cpp" and device.type == "cpu":  # the C++ kernel checks this itself, for free
         _check_finite(g_weight_logits, "g_weight_logits")
         _check_finite(d_weight_logits, "d_weight_logits")
@@ -171,10 +177,31 @@ def mixture_gan_loss(real_logits, fake_logits, g_weight_logits, d_weight_logits,
     inputs = (real, fake_logits if fake_logits.is_contiguous() else fake_logits.contiguous(),
               _weights(g_weight_logits, acc), _weights(d_weight_logits, acc))
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-        d_loss, g_loss = MixtureGanLossFunction.apply(*inputs, config, backend)
+        if backend != "triton" and not _is_compiling():
+            d_loss, g_loss = _ExtensionKernels.loss(*inputs, *config)  # the C++ autograd node
+        else:
+            d_loss, g_loss = MixtureGanLossFunction.apply(*inputs, config, backend)
     else:  # nothing to differentiate: the kernel alone, without the autograd.Function around it
         d_loss, g_loss, _ = _kernels(backend).forward(*inputs, *config, False)
     return (d_loss if has_real else None), g_loss
+
+
+def _fast_path(real, fake, g_logits, d_logits, config):
+    """A training step's call (tensors ready for the C++ node, gradients wanted) straight to the node, whose own
+    checks (csrc/mixture_gan_loss/mixture_gan_loss_binding.cpp) cover shapes, dtypes and devices: at T = 5, B = 64
+    the Python checks cost a third as much as the kernels. Returns None for anything else, and on any error, so
+    that mixture_gan_loss's full checks run and raise their own messages."""
+    loss = _ExtensionKernels.loss
+    try:
+        if (loss is None or real is None or not torch.is_grad_enabled() or _is_compiling()
+                or not (real.requires_grad or fake.requires_grad or g_logits.requires_grad or d_logits.requires_grad)
+                or not (real.is_contiguous() and fake.is_contiguous())
+                or g_logits.dtype != acc_dtype(fake.dtype) or d_logits.dtype != g_logits.dtype
+                or backends.select_cached("mixture_gan_loss", fake.device, cuda_order=CUDA_ORDER) not in ("cpp", "cuda")):
+            return None
+        return loss(real, fake, g_logits.contiguous(), d_logits.contiguous(), *config)
+    except (AttributeError, TypeError, ValueError, RuntimeError):
+        return None
 
 
 def _weights(w, acc):
@@ -237,9 +264,24 @@ def _reference_codes(real, fake, g_logits, d_logits, kind, a, b, c, regularizer,
 
 class _ExtensionKernels:
     """cpp and cuda: the C++ ops (their overloads, bound once the library is loaded: calling an overload skips the
-    packet's Python dispatch), dispatched on the tensors' device by torch."""
+    packet's Python dispatch), dispatched on the tensors' device by torch; `loss` is the op with its autograd node."""
 
-    forward = backward = None
+    forward = backward = loss = None
+
+
+def _is_compiling():
+    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return bool(is_compiling()) if is_compiling is not None else False
+
+
+def _backward_graph(up_d, up_g, real, fake, g_logits, d_logits, jac, kind, a, b, c, regularizer, reg_weight):
+    """fastgan::mixture_gan_loss_backward_graph: what the C++ node's backward calls under create_graph, so that the
+    gradient is differentiable again (through the reference's autograd, as MixtureGanLossBackward does)."""
+    return MixtureGanLossBackward.apply(up_d, up_g, real, fake, g_logits, d_logits, jac,
+                                        (kind, a, b, c, regularizer, reg_weight), _ExtensionKernels)
+
+
+_LIBRARY = []  # keeps the torch.library registration alive
 
 
 def _kernels(backend):
@@ -259,6 +301,10 @@ def jacobian_size(fake):
 def _register_fakes():
     _ExtensionKernels.forward = torch.ops.fastgan.mixture_gan_loss_forward.default
     _ExtensionKernels.backward = torch.ops.fastgan.mixture_gan_loss_backward.default
+    _ExtensionKernels.loss = torch.ops.fastgan.mixture_gan_loss.default
+    library = torch.library.Library("fastgan", "IMPL")
+    library.impl("mixture_gan_loss_backward_graph", _backward_graph, "CompositeImplicitAutograd")
+    _LIBRARY.append(library)
 
     @torch.library.register_fake("fastgan::mixture_gan_loss_forward")
     def _forward_fake(real, fake, g_logits, d_logits, kind, a, b, c, regularizer, reg_weight, need_grad):

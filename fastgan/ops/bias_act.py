@@ -39,11 +39,10 @@ import math
 import numbers
 
 import torch
-import torch.autograd.forward_ad as _forward_ad
 import torch.nn.functional as F
 
 from fastgan import _ext, backends
-from fastgan.ops._common import acc_dtype, check_choice, check_same_device, check_tensor
+from fastgan.ops._common import acc_dtype, check_choice, check_same_device, check_tensor, plain_backward
 
 ACTIVATIONS = ("linear", "relu", "lrelu", "tanh", "sigmoid", "elu", "selu", "softplus", "silu", "gelu", "gelu_tanh")
 ALIASES = {"swish": "silu", "leaky_relu": "lrelu", "identity": "linear"}
@@ -99,7 +98,7 @@ def _backward1(ctx, dy):
     if dy is None or not (need_x or need_b):
         return None, None, None
     args = (dy, x, bias, y, ctx.cfg, bool(need_b))
-    dx, db = _forward2(*args) if _plain_backward() else _function(2, ctx.cfg).apply(*args)
+    dx, db = _forward2(*args) if plain_backward() else _function(2, ctx.cfg).apply(*args)
     return (dx if need_x else None), (db if need_b else None), None
 
 
@@ -145,7 +144,7 @@ def _backward2(ctx, g_dx, g_db):
     if u is None or not (need_dy or need_x or need_b or need_y):
         return None, None, None, None, None, None
     args = (u, dy, x, bias, y, cfg, bool(need_dy), bool(need_x or need_y), bool(need_b))
-    g_dy, g_s, g_b = _forward3(*args) if _plain_backward() else _function(3, cfg).apply(*args)
+    g_dy, g_s, g_b = _forward3(*args) if plain_backward() else _function(3, cfg).apply(*args)
     return ((g_dy if need_dy else None), (g_s if need_x else None), (g_b if need_b else None),
             (g_s if need_y else None), None, None)
 
@@ -296,14 +295,6 @@ BiasActFunction = _FUNCTIONS[(1, "eager")]
 BiasActBackward = _FUNCTIONS[(2, "eager")]
 BiasActDoubleBackward = _FUNCTIONS[(3, "eager")]
 _functorch_active = getattr(torch._C, "_are_functorch_transforms_active", None)
-
-
-def _plain_backward():
-    """True when a backward may run the next level's kernel without its autograd.Function (~15 us less): no graph
-    to build (grad mode off, i.e. no create_graph) and no tangents to carry (no forward-AD level, no torch.func
-    transform)."""
-    return (not torch.is_grad_enabled() and getattr(_forward_ad, "_current_level", 0) < 0
-            and _functorch_active is not None and not _functorch_active())
 
 
 def _function(level, cfg):

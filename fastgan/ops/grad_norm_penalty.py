@@ -18,7 +18,7 @@ the [B] norms. Layout: contiguous and channels_last grads are read in place; oth
 import torch
 
 from fastgan import _ext, backends
-from fastgan.ops._common import acc_dtype, batch_major, check_choice, check_tensor
+from fastgan.ops._common import acc_dtype, batch_major, check_choice, check_tensor, plain_backward
 
 MODES = {"two_sided": 0, "one_sided": 1, "squared": 2}
 # `auto` on CUDA tries these in order (fastest first, per bench/bench_gradient_penalty.py).
@@ -39,7 +39,10 @@ class GradNormPenaltyFunction(torch.autograd.Function):
     def backward(ctx, upstream):
         grad, norm = ctx.saved_tensors
         target, mode, backend = ctx.config
-        grad_grad = GradNormPenaltyBackward.apply(grad, norm, upstream, target, mode, backend)
+        if plain_backward():
+            grad_grad = _kernels(backend).backward(grad, norm, upstream.to(norm.dtype).contiguous(), target, mode)
+        else:
+            grad_grad = GradNormPenaltyBackward.apply(grad, norm, upstream, target, mode, backend)
         return grad_grad, None, None, None
 
 

@@ -13,7 +13,8 @@ Shapes: real, fake [B, *] (same shape, dtype and device), alpha [B] -> out [B, *
 import torch
 
 from fastgan import _ext, backends
-from fastgan.ops._common import (acc_dtype, batch_major, check_same_device, check_tensor, match_layout)
+from fastgan.ops._common import (acc_dtype, batch_major, check_same_device, check_tensor, match_layout,
+                                 plain_backward)
 
 CUDA_ORDER = ("cuda", "triton")
 
@@ -29,7 +30,11 @@ class InterpolateFunction(torch.autograd.Function):
     def backward(ctx, grad):
         real, fake, alpha = ctx.saved_tensors
         need = ctx.needs_input_grad[:3]
-        grad_real, grad_fake, grad_alpha = InterpolateBackward.apply(grad, real, fake, alpha, need, ctx.backend)
+        if plain_backward():
+            grad_real, grad_fake, grad_alpha = _kernels(ctx.backend).backward(match_layout(grad, real), real, fake,
+                                                                              alpha, *need)
+        else:
+            grad_real, grad_fake, grad_alpha = InterpolateBackward.apply(grad, real, fake, alpha, need, ctx.backend)
         return (grad_real if need[0] else None, grad_fake if need[1] else None,
                 grad_alpha if need[2] else None, None)
 

@@ -81,3 +81,16 @@ def test_malformed_limit_is_a_clear_error():
     result = _run("import fastgan\nfastgan.cpu_cache_info()", FASTGAN_CPU_CACHE_MB="lots")
     assert result.returncode != 0
     assert "FASTGAN_CPU_CACHE_MB must be a whole number" in result.stderr
+
+
+def test_outputs_on_cached_blocks_behave_like_any_tensor():
+    x, b = _inputs(4)
+    with fastgan.backend("cpp"):
+        y = bias_act(x, b, "lrelu")
+    expected = bias_act_reference(x, b, "lrelu", None, 1.0, None, 1)
+    grown = bias_act(x, b, "lrelu")
+    grown.resize_(x.numel() + 1000)  # a resize past the block moves the data to torch's allocator
+    torch.testing.assert_close(grown[: x.numel()].view_as(x), expected)
+    y.share_memory_()
+    assert y.is_shared()
+    torch.testing.assert_close(y, expected)

@@ -108,4 +108,15 @@ class CpuBlockCache {
   std::size_t limit_ = 0;
 };
 
+// What a tensor's storage holds for a cached block: giving it back returns the block to the cache.
+struct CpuBlockLease {
+  void* block;
+  std::size_t bytes;
+  static void release(void* lease) {
+    auto* self = static_cast<CpuBlockLease*>(lease);
+    CpuBlockCache::instance().put(self->block, self->bytes);
+    delete self;
+  }
+};
+
 }  // namespace fastgan

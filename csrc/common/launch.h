@@ -3,7 +3,8 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
-#include <ATen/ops/from_blob.h>
+#include <c10/core/CPUAllocator.h>
+#include <c10/core/Storage.h>
 
 #include <cstdint>
 
@@ -54,9 +55,12 @@ inline at::Tensor empty_like_output(const at::Tensor& like) {
       like.is_non_overlapping_and_dense()) {
     const std::size_t size = CpuBlockCache::rounded(bytes);
     if (void* block = cache.get(size)) {
+      // The storage returns the block when it dies; it stays resizable (a resize moves it to torch's allocator).
       // A dense tensor's empty_like has its strides, so the block holds exactly its elements.
-      return at::from_blob(block, like.sizes(), like.strides(),
-                           [size](void* data) { CpuBlockCache::instance().put(data, size); }, like.options());
+      c10::DataPtr data(block, new CpuBlockLease{block, size}, &CpuBlockLease::release, c10::Device(c10::kCPU));
+      c10::Storage storage(c10::Storage::use_byte_size_t(), bytes, std::move(data), c10::GetCPUAllocator(),
+                           /*resizable=*/true);
+      return at::empty({0}, like.options()).set_(storage, 0, like.sizes(), like.strides());
     }
   }
   at::Tensor out = at::empty_like(like);

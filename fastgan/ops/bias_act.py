@@ -39,6 +39,7 @@ import math
 import numbers
 
 import torch
+import torch.autograd.forward_ad as _forward_ad
 import torch.nn.functional as F
 
 from fastgan import _ext, backends
@@ -68,7 +69,10 @@ Config = collections.namedtuple("Config", "act code saved alpha gain clamp dim b
 #   1 BiasActFunction        y = kernel forward;                 backward -> level 2;  jvp -> level 2 (fused)
 #   2 BiasActBackward        (dx, db) = fused backward kernel;    backward -> level 3;  jvp in PyTorch ops
 #   3 BiasActDoubleBackward  (d dy, d s, d b) = fused kernel;     backward and jvp in PyTorch ops (exact, any order)
-# Each level exists in three variants (see _function): ctx-style with jvp for plain eager use (torch 2.x binds the
+# Plain eager calls on the cpp and cuda backends run levels 1 and 2 as C++ autograd nodes instead (fastgan::bias_act,
+# csrc/bias_act/bias_act_binding.cpp; see _node_ok), whose third order comes back here through
+# fastgan::bias_act_grad2_graph: the same maths without ~20 us of Python per level, which on a GPU is most of a call.
+# Each Python level exists in three variants (see _function): ctx-style with jvp for plain eager use (torch 2.x binds the
 # arguments of setup_context-style Functions through inspect.signature on every call: ~70 us), setup_context-style
 # with jvp while torch.func transforms are active (they need that style), and setup_context-style without jvp
 # inside torch.compile (dynamo refuses Functions that define jvp; forward-mode AD does not run there anyway).
@@ -344,7 +348,29 @@ def bias_act(x, bias=None, act="lrelu", alpha=None, gain=1.0, clamp=None, dim=1)
         x = x.contiguous()
     if bias is not None and not bias.is_contiguous():
         bias = bias.contiguous()
+    if backend != "triton" and _node_ok(x, bias, cfg):
+        return _NODE[0](x, bias, code, saved, cfg.alpha, cfg.gain, cfg.clamp, dim)
     return _function(1, cfg).apply(x, bias, cfg)
+
+
+# The C++ autograd nodes (fastgan::bias_act, csrc/bias_act/bias_act_binding.cpp): levels 1 and 2 without Python,
+# for plain eager calls that record a graph. torch.compile, torch.func transforms and forward-mode AD (jvp) take
+# the Python levels above, which support them.
+_NODE = [None]
+
+
+def _node_ok(x, bias, cfg):
+    return (_NODE[0] is not None and not cfg.compiled and torch.is_grad_enabled()
+            and (x.requires_grad or (bias is not None and bias.requires_grad))
+            and getattr(_forward_ad, "_current_level", 0) < 0
+            and _functorch_active is not None and not _functorch_active())
+
+
+def _grad2_graph(u, dy, x, bias, y, act, saved, alpha, gain, clamp, dim, need_gdy, need_gs, need_gb):
+    """fastgan::bias_act_grad2_graph: the C++ level 2's backward under create_graph (a third-order gradient) runs
+    the Python level 3, whose own backward is exact PyTorch ops."""
+    cfg = Config(ACTIVATIONS[act], act, saved, alpha, gain, clamp, dim, "cuda" if u.is_cuda else "cpp", False)
+    return _FUNCTIONS[(3, "eager")].apply(u, dy, x, bias, y, cfg, need_gdy, need_gs, need_gb)
 
 
 def bias_act_reference(x, bias=None, act="lrelu", alpha=None, gain=1.0, clamp=None, dim=1):
@@ -666,8 +692,16 @@ def _kernels(backend):
     return _ExtensionKernels
 
 
+_LIBRARY = []  # keeps the torch.library registration alive
+
+
 @_ext.on_load
 def _register_fakes():
+    _NODE[0] = torch.ops.fastgan.bias_act.default
+    library = torch.library.Library("fastgan", "IMPL")
+    library.impl("bias_act_grad2_graph", _grad2_graph, "CompositeImplicitAutograd")
+    _LIBRARY.append(library)
+
     @torch.library.register_fake("fastgan::bias_act_forward")
     def _forward_fake(x, bias, act, alpha, gain, clamp, dim):
         return torch.empty_like(x)

@@ -392,3 +392,22 @@ def test_torch_compile_fullgraph_forward_and_backward():
     ref_grads = torch.autograd.grad(ref, (x, b))
     assert torch.allclose(out, ref)
     assert all(torch.allclose(g, r, rtol=1e-5, atol=1e-6) for g, r in zip(grads, ref_grads))
+
+
+def test_eager_calls_take_the_cpp_nodes_and_forward_ad_the_python_levels():
+    """Plain eager calls on cpp record the C++ autograd nodes (levels 1 and 2); forward-mode AD, which they do not
+    support, takes the Python levels. Both give the reference's gradients (the other tests compare every path)."""
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    with fastgan.backend("cpp"):
+        y = bias_act(x, b, "silu")
+        (dx,) = torch.autograd.grad(y, x, torch.ones_like(y), create_graph=True)
+        assert "BiasActNode" in y.grad_fn.name()
+        assert "BiasActBackwardNode" in dx.grad_fn.name()
+        with fwAD.dual_level():
+            dual = fwAD.make_dual(x, torch.randn_like(x))
+            out = bias_act(dual, b, "silu")
+            assert "BiasActFunction" in out.grad_fn.name()
+    ref = bias_act_reference(x, b, "silu")
+    (dx_ref,) = torch.autograd.grad(ref, x, torch.ones_like(ref), create_graph=True)
+    torch.testing.assert_close(dx, dx_ref)

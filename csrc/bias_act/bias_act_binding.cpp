@@ -236,8 +236,7 @@ struct Config {
   std::vector<double> pack() const {
     return {double(act), double(saved), alpha, gain, clamp, double(dim)};
   }
-  static Config unpack(const c10::IValue& value) {
-    const auto v = value.toDoubleVector();
+  static Config unpack(const std::vector<double>& v) {
     return {int64_t(v[0]), int64_t(v[1]), v[2], v[3], v[4], int64_t(v[5])};
   }
 };
@@ -297,7 +296,7 @@ struct BiasActBackwardNode : public torch::autograd::Function<BiasActBackwardNod
                                bool need_db) {
     const at::Tensor x = x_in.value_or(at::Tensor()), bias = bias_in.value_or(at::Tensor()),
                      y = y_in.value_or(at::Tensor());
-    const Config c = Config::unpack(c10::IValue(packed));
+    const Config c = Config::unpack(packed);
     ctx->saved_data["defined"] = c10::IValue(int64_t(1 | (x.defined() << 1) | (bias.defined() << 2) |
                                                      (y.defined() << 3)));
     auto [dx, db] = run_backward(dy, x, bias, y, c, need_db);
@@ -313,7 +312,7 @@ struct BiasActBackwardNode : public torch::autograd::Function<BiasActBackwardNod
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     const at::Tensor &dy = saved[0], &x = saved[1], &bias = saved[2], &y = saved[3];
-    const Config c = Config::unpack(ctx->saved_data["config"]);
+    const Config c = Config::unpack(ctx->saved_data["config"].toDoubleVector());
     const at::Tensor &g_dx = grads[0], &g_db = grads[1];
     at::Tensor u = g_dx;
     if (g_db.defined()) {  // db's upstream, broadcast along the channel dimension
@@ -348,7 +347,7 @@ struct BiasActNode : public torch::autograd::Function<BiasActNode> {
                          .findSchemaOrThrow("fastgan::bias_act_forward", "")
                          .typed<at::Tensor(const at::Tensor&, const OptTensor&, int64_t, double, double, double,
                                            int64_t)>();
-    const Config c = Config::unpack(c10::IValue(packed));
+    const Config c = Config::unpack(packed);
     at::Tensor y = op.call(x, opt(bias), c.act, c.alpha, c.gain, c.clamp, c.dim);
     if (c.saved == kSavedY) {
       ctx->save_for_backward({at::Tensor(), at::Tensor(), c.act == kBaLinear ? at::Tensor() : y});
@@ -376,7 +375,8 @@ struct BiasActNode : public torch::autograd::Function<BiasActNode> {
       dx = level2[0];
       db = level2[1];
     } else {
-      std::tie(dx, db) = run_backward(dy, x, bias, y, Config::unpack(ctx->saved_data["config"]), need_b);
+      const Config c = Config::unpack(ctx->saved_data["config"].toDoubleVector());
+      std::tie(dx, db) = run_backward(dy, x, bias, y, c, need_b);
     }
     if (need_x) out[0] = dx;
     if (need_b) out[1] = db;

@@ -76,9 +76,25 @@ def match_layout(tensor, reference):
     return torch.empty_like(reference).copy_(tensor)
 
 
+def compiling():
+    """True while torch.compile (dynamo) traces the caller."""
+    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return bool(is_compiling()) if is_compiling is not None else False
+
+
+def functorch_active():
+    """True inside a torch.func transform (or where torch cannot say)."""
+    return _functorch_active is None or bool(_functorch_active())
+
+
+def no_tangents():
+    """True when no forward-mode AD can reach the caller: no forward-AD dual level and no torch.func transform. The
+    C++ autograd nodes and the bare gradient kernels carry no tangents, so they may run only then."""
+    return getattr(_forward_ad, "_current_level", 0) < 0 and not functorch_active()
+
+
 def plain_backward():
     """True when an autograd.Function's backward may run its gradient kernel bare, without the differentiable
     backward Function around it (~15 us less per call): no graph to build (grad mode off, i.e. no create_graph) and
-    no tangents to carry (no forward-AD level, no torch.func transform)."""
-    return (not torch.is_grad_enabled() and getattr(_forward_ad, "_current_level", 0) < 0
-            and _functorch_active is not None and not _functorch_active())
+    no tangents to carry."""
+    return not torch.is_grad_enabled() and no_tangents()

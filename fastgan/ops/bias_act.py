@@ -39,11 +39,11 @@ import math
 import numbers
 
 import torch
-import torch.autograd.forward_ad as _forward_ad
 import torch.nn.functional as F
 
 from fastgan import _ext, backends
-from fastgan.ops._common import acc_dtype, check_choice, check_same_device, check_tensor, plain_backward
+from fastgan.ops._common import (acc_dtype, check_choice, check_same_device, check_tensor, compiling,
+                                 functorch_active, no_tangents, plain_backward)
 
 ACTIVATIONS = ("linear", "relu", "lrelu", "tanh", "sigmoid", "elu", "selu", "softplus", "silu", "gelu", "gelu_tanh")
 ALIASES = {"swish": "silu", "leaky_relu": "lrelu", "identity": "linear"}
@@ -298,14 +298,13 @@ _FUNCTIONS = {(level, variant): _make_function(*spec, variant)
 BiasActFunction = _FUNCTIONS[(1, "eager")]
 BiasActBackward = _FUNCTIONS[(2, "eager")]
 BiasActDoubleBackward = _FUNCTIONS[(3, "eager")]
-_functorch_active = getattr(torch._C, "_are_functorch_transforms_active", None)
 
 
 def _function(level, cfg):
     """The autograd.Function of `level` for the current context (see the comment above)."""
     if cfg.compiled:
         return _FUNCTIONS[(level, "compile")]
-    if _functorch_active is None or _functorch_active():
+    if functorch_active():
         return _FUNCTIONS[(level, "functorch")]
     return _FUNCTIONS[(level, "eager")]
 
@@ -343,7 +342,7 @@ def bias_act(x, bias=None, act="lrelu", alpha=None, gain=1.0, clamp=None, dim=1)
     backend = backends.select_cached("bias_act", x.device, cuda_order=CUDA_ORDER)
     if backend == "reference" or x.numel() == 0:
         return _reference(x, bias, act, alpha, gain, clamp, dim)
-    cfg = Config(act, code, saved, alpha, gain, -1.0 if clamp is None else clamp, dim, backend, _compiling())
+    cfg = Config(act, code, saved, alpha, gain, -1.0 if clamp is None else clamp, dim, backend, compiling())
     if not _is_dense(x):
         x = x.contiguous()
     if bias is not None and not bias.is_contiguous():
@@ -361,9 +360,7 @@ _NODE = [None]
 
 def _node_ok(x, bias, cfg):
     return (_NODE[0] is not None and not cfg.compiled and torch.is_grad_enabled()
-            and (x.requires_grad or (bias is not None and bias.requires_grad))
-            and getattr(_forward_ad, "_current_level", 0) < 0
-            and _functorch_active is not None and not _functorch_active())
+            and (x.requires_grad or (bias is not None and bias.requires_grad)) and no_tangents())
 
 
 def _grad2_graph(u, dy, x, bias, y, act, saved, alpha, gain, clamp, dim, need_gdy, need_gs, need_gb):
@@ -404,7 +401,7 @@ def saved_form(act, alpha=None, gain=1.0, clamp=None):
 def _options(act, alpha, gain, clamp):
     """Validated (act, alpha, gain, clamp, act code, saved form); cached, since a model calls the op with the same
     few settings every step (the key holds the types too: gain=True must not pass as a cached gain=1)."""
-    if _compiling():  # dynamo traces through caches (and warns): validate directly, it is traced once anyway
+    if compiling():  # dynamo traces through caches (and warns): validate directly, it is traced once anyway
         return _validate_options(act, alpha, gain, clamp)
     key = (act, alpha, type(alpha), gain, type(gain), clamp, type(clamp))
     try:
@@ -476,11 +473,6 @@ def _saved_form(act, alpha, gain, clamp):
     if act in ("lrelu", "elu") and alpha < 0:
         return SAVED_X
     return SAVED_Y
-
-
-def _compiling():
-    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
-    return bool(is_compiling()) if is_compiling is not None else False
 
 
 def _is_dense(t):

@@ -32,7 +32,7 @@ NaN losses instead. Saved for backward: the inputs (no copies) and the 2 x (T_d 
 import torch
 
 from fastgan import _ext, backends
-from fastgan.ops._common import acc_dtype, check_choice, check_same_device, check_tensor
+from fastgan.ops._common import acc_dtype, check_choice, check_same_device, check_tensor, compiling
 from fastgan.ops.gan_loss import KINDS, gan_loss_reference
 
 REGULARIZERS = {None: 0, "mean_neg_log": 1, "entropy": 2}
@@ -177,7 +177,7 @@ def mixture_gan_loss(real_logits, fake_logits, g_weight_logits, d_weight_logits,
     inputs = (real, fake_logits if fake_logits.is_contiguous() else fake_logits.contiguous(),
               _weights(g_weight_logits, acc), _weights(d_weight_logits, acc))
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-        if backend != "triton" and not _is_compiling():
+        if backend != "triton" and not compiling():
             d_loss, g_loss = _ExtensionKernels.loss(*inputs, *config)  # the C++ autograd node
         else:
             d_loss, g_loss = MixtureGanLossFunction.apply(*inputs, config, backend)
@@ -193,7 +193,7 @@ def _fast_path(real, fake, g_logits, d_logits, config):
     that mixture_gan_loss's full checks run and raise their own messages."""
     loss = _ExtensionKernels.loss
     try:
-        if (loss is None or real is None or not torch.is_grad_enabled() or _is_compiling()
+        if (loss is None or real is None or not torch.is_grad_enabled() or compiling()
                 or not (real.requires_grad or fake.requires_grad or g_logits.requires_grad or d_logits.requires_grad)
                 or not (real.is_contiguous() and fake.is_contiguous())
                 or g_logits.dtype != acc_dtype(fake.dtype) or d_logits.dtype != g_logits.dtype
@@ -267,11 +267,6 @@ class _ExtensionKernels:
     packet's Python dispatch), dispatched on the tensors' device by torch; `loss` is the op with its autograd node."""
 
     forward = backward = loss = None
-
-
-def _is_compiling():
-    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
-    return bool(is_compiling()) if is_compiling is not None else False
 
 
 def _backward_graph(up_d, up_g, real, fake, g_logits, d_logits, jac, kind, a, b, c, regularizer, reg_weight):

@@ -13,24 +13,29 @@ mixture of T_d discriminators with learnable softmax weights, trained on the wei
     print(mix.g_weights, mix.d_weights)
 
 Batched execution. When the components of a player share an architecture (same class, same printed structure,
-same parameter and buffer shapes, same train/eval flags), they run as one batched model: their parameters are
-stacked and the first component's forward runs under ``torch.vmap`` with ``torch.func.functional_call`` (convolutions
-become grouped convolutions), so the T generators make their samples in one call and the T discriminators score all
-T_g x B samples in one call. The parameters are stacked with ``torch.stack`` on every call rather than once with
-``torch.func.stack_module_state``: that function returns detached copies, which would leave the components' own
-parameters without gradients; stacking per call costs one parameter copy and keeps each component the owner of its
-parameters (optimisers, checkpoints and ``.grad`` work as without batching). Batch-norm running statistics updated
-in the batched call are copied back into each component. Components that differ fall back to a Python loop, with
-the same results; ``batched=False`` forces the loop and ``batched=True`` raises if batching is impossible.
-Random layers (dropout) draw independent randomness per component under vmap, so they do not reproduce the loop's
-draws.
+same parameter and buffer shapes, same train/eval flags), they run as one batched model, so the T generators make
+their samples in one call and the T discriminators score all T_g x B samples (and the real batch) in one call.
+``MixtureGAN.execution`` says how each player runs:
+- "grouped" (nn.Sequential models of common layers, fastgan.nn.grouped.GroupedSequential): one model whose
+  activations hold all T components side by side as channels; each convolution is one grouped convolution, each
+  linear layer one batched matmul, a convolution followed by its activation one convolution plus one fused
+  bias_act, and on CPU the convolutions run channels_last (where oneDNN's grouped convolutions are about twice as
+  fast). When no layer computes batch statistics, the fakes and the real batch share one discriminator call.
+- "vmap" (any other shared architecture): the parameters are stacked and the first component's forward runs under
+  ``torch.vmap`` with ``torch.func.functional_call`` (convolutions become grouped convolutions plus layout copies).
+  Random layers (dropout) draw independent randomness per component, so they do not reproduce the loop's draws.
+- "loop": components that differ, or ``batched=False``; same results. ``batched=True`` raises if batching is
+  impossible; ``batched="vmap"`` uses vmap even where the grouped model applies.
+Parameters are stacked with ``torch.stack`` on every call rather than once with ``torch.func.stack_module_state``:
+that function returns detached copies, which would leave the components' own parameters without gradients;
+stacking per call costs one parameter copy and keeps each component the owner of its parameters (optimisers,
+checkpoints and ``.grad`` work as without batching). Batch-norm running statistics updated in the batched call are
+copied back into each component.
 
-Where batching pays. vmap turns each convolution after the first into a grouped convolution (groups = T) plus layout
-copies. On a GPU that replaces T small launches by one. On a CPU it does more arithmetic, not less: measured with one
-thread (bench/bench_mixgan.py, 5 DCGANs at 32x32, width 32, B = 64) a batched step costs ~1.4x the CPU time of the
-loop (oneDNN's grouped convolutions are slower per FLOP); it is faster in wall-clock time only where the loop's many
-small ops each wait on the thread pool (on a busy machine: 1.4x to 2.4x). On an idle multi-core CPU, try
-batched=False.
+Where batching pays. On a GPU it replaces T small launches per layer by one (the steps of small GANs are bound by
+launch and host time). On a CPU the convolutions cost the same arithmetic batched or not, and they dominate at
+32x32: the grouped model gains from fewer, larger calls, the fused activations and the channels_last layout, about
+1.1x over the loop (bench/bench_mixgan.py, 5 DCGANs at 32x32, width 32, B = 64, 2 Xeon cores).
 
 Gradients. ``d_loss`` scores detached samples and holds the generator weights fixed: it gives gradients to the
 discriminators and ``d_weight_logits`` only. ``g_loss`` runs the discriminators with detached parameters and holds
@@ -42,7 +47,7 @@ from torch import nn
 from torch.func import functional_call
 
 from fastgan.losses import _kind
-from fastgan.ops._common import check_choice
+from fastgan.nn.grouped import GroupedSequential, GroupingUnsupported
 from fastgan.ops.mixture_gan_loss import _config, mixture_gan_loss
 
 __all__ = ["MixtureGAN", "same_architecture"]
@@ -67,15 +72,17 @@ def _training_flags(module):
 
 
 class _Player:
-    """The components of one player and how to call them all: batched (vmap) or in a loop."""
+    """The components of one player and how to call them all: grouped, vmap-batched or in a loop."""
 
     def __init__(self, modules, batched, name):
         self.modules = modules
         self.homogeneous = len(modules) > 1 and same_architecture(modules)
-        if batched is True and not self.homogeneous and len(modules) > 1:
-            raise ValueError(f"batched=True but the {name} do not share an architecture (class, structure, "
+        if batched in (True, "vmap") and not self.homogeneous and len(modules) > 1:
+            raise ValueError(f"batched={batched!r} but the {name} do not share an architecture (class, structure, "
                              "parameter shapes): use batched=None or False to run them in a loop")
         self.batched = self.homogeneous and batched is not False
+        groupable = self.batched and batched != "vmap" and GroupedSequential.supports(modules)
+        self.grouped = GroupedSequential(modules) if groupable else None
         self.param_names = [n for n, _ in modules[0].named_parameters()]
         self.buffer_names = [n for n, _ in modules[0].named_buffers()]
 
@@ -84,6 +91,17 @@ class _Player:
             return False
         flags = _training_flags(self.modules[0])
         return all(_training_flags(m) == flags for m in self.modules[1:])
+
+    @property
+    def mode(self):
+        """"grouped", "vmap" or "loop": how the next call runs."""
+        if not self.can_batch():
+            return "loop"
+        return "grouped" if self.grouped is not None else "vmap"
+
+    def one_call_for_all_batches(self):
+        """Whether separate input batches may share one call (no layer computes batch statistics)."""
+        return self.mode == "grouped" and not self.grouped.uses_batch_statistics
 
     def stacked(self, frozen):
         """Stacked parameters (gradients flow back into each component unless frozen) and buffers."""
@@ -108,10 +126,16 @@ class _Player:
                 for name, stacked in buffers.items():
                     own[name].copy_(stacked[i])
 
-    def call(self, x, shared, frozen=False, state=None):
-        """Outputs of every component stacked on dim 0. x: one input for all (shared) or [T, ...] per component.
-        state: stacked (params, buffers) to reuse across calls of one step."""
-        if not self.can_batch():
+    def call(self, x, shared, frozen=False):
+        """Outputs of every component stacked on dim 0. x: one input for all (shared) or [T, ...] per component."""
+        mode = self.mode
+        if mode == "grouped":
+            try:
+                return self.grouped(x, shared, frozen)
+            except GroupingUnsupported:
+                self.grouped = None  # e.g. a Linear met a rank-3 input: vmap handles it from now on
+                mode = "vmap"
+        if mode == "loop":
             outs = []
             for i, module in enumerate(self.modules):
                 xi = x if shared else x[i]
@@ -121,7 +145,7 @@ class _Player:
                 else:
                     outs.append(module(xi))
             return torch.stack(outs)
-        params, buffers = state if state is not None else self.stacked(frozen)
+        params, buffers = self.stacked(frozen)
         base = self.modules[0]
 
         def run(p, b, xi):
@@ -142,7 +166,8 @@ class MixtureGAN(nn.Module):
         reg_weight: weight of the mixture-weight regulariser (0.1, as in MIX+GAN's reference code).
         regularizer: "mean_neg_log" (the reference code's mean(-log w), which pushes the weights toward uniform;
             not Shannon entropy), "entropy" (-H(w)) or None.
-        batched: None (batch each player whose components share an architecture), True (require it) or False.
+        batched: None (batch each player whose components share an architecture), True (require it), False (loop)
+            or "vmap" (require it, with torch.vmap even where the grouped model applies: for comparisons).
         z_dim: latent size for sample(); defaults to the first generator's ``z_dim`` attribute.
         a, b, c: lsgan targets.
 
@@ -162,7 +187,8 @@ class MixtureGAN(nn.Module):
                 if not isinstance(m, nn.Module):
                     raise TypeError(f"{name} must be nn.Modules, got {type(m).__name__}")
         self.kind = _kind(kind)
-        check_choice(batched, "batched", (None, True, False))
+        if not (batched is None or isinstance(batched, bool) or batched == "vmap"):
+            raise ValueError(f"unknown batched {batched!r}: choose one of None, True, False, 'vmap'")
         _, a, b, c, _, reg_weight = _config(self.kind, regularizer, reg_weight, a, b, c)  # the loss's own checks
         self.reg_weight, self.regularizer = reg_weight, regularizer
         self.targets = (a, b, c)
@@ -180,6 +206,12 @@ class MixtureGAN(nn.Module):
     def batched(self):
         """(generators, discriminators): whether each player runs as one batched model."""
         return self._g.can_batch(), self._d.can_batch()
+
+    @property
+    def execution(self):
+        """(generators, discriminators): how each player runs now: "grouped" (one model of grouped layers),
+        "vmap" (torch.vmap over stacked parameters) or "loop"."""
+        return self._g.mode, self._d.mode
 
     @property
     def g_weights(self):
@@ -210,13 +242,25 @@ class MixtureGAN(nn.Module):
     def logits(self, real, fakes, frozen=False):
         """(real logits [T_d, B] or None, fake logits [T_g, T_d, B]) of every discriminator."""
         tg, batch = fakes.shape[0], fakes.shape[1]
-        state = self._d.stacked(frozen) if self._d.can_batch() else None
-        fake_logits = self._d.call(fakes.flatten(0, 1), True, frozen, state)
-        fake_logits = fake_logits.reshape(len(self.discriminators), tg, -1).transpose(0, 1)
-        real_logits = None
-        if real is not None:
-            real_logits = self._d.call(real, True, frozen, state).reshape(len(self.discriminators), -1)
-        return real_logits, fake_logits
+        count = len(self.discriminators)
+        # Flatten the fakes sample-major when that is a view (the grouped generators' output is laid out so).
+        sample_major = fakes.transpose(0, 1).is_contiguous()
+        flat = fakes.transpose(0, 1).flatten(0, 1) if sample_major else fakes.flatten(0, 1)
+        if real is not None and self._d.one_call_for_all_batches():
+            # One call scores the fakes and the real batch: nothing in the model mixes samples.
+            both = self._d.call(torch.cat([flat, real]), True, frozen).reshape(count, flat.shape[0] + len(real), -1)
+            fake_logits, real_logits = both[:, :flat.shape[0]], both[:, flat.shape[0]:].reshape(count, -1)
+        else:
+            fake_logits = self._d.call(flat, True, frozen)
+            real_logits = None
+            if real is not None:
+                real_logits = self._d.call(real, True, frozen).reshape(count, -1)
+        fake_logits = fake_logits.reshape(count, flat.shape[0], -1)
+        if sample_major:
+            fake_logits = fake_logits.reshape(count, batch, tg, -1).permute(2, 0, 1, 3)
+        else:
+            fake_logits = fake_logits.reshape(count, tg, batch, -1).transpose(0, 1)
+        return real_logits, fake_logits.flatten(2)
 
     def _loss(self, real_logits, fake_logits, g_logits, d_logits):
         a, b, c = self.targets
@@ -275,4 +319,4 @@ class MixtureGAN(nn.Module):
 
     def extra_repr(self):
         return (f"kind={self.kind!r}, T_g={len(self.generators)}, T_d={len(self.discriminators)}, "
-                f"regularizer={self.regularizer!r}, reg_weight={self.reg_weight}, batched={self.batched}")
+                f"regularizer={self.regularizer!r}, reg_weight={self.reg_weight}, execution={self.execution}")

@@ -24,9 +24,10 @@ def dcgan(t=T):
     return gens, crits
 
 
-def pair(gens, crits, **kw):
-    """The same mixture twice: batched (auto) and looped, with random (equal) weight logits."""
-    batched = MixtureGAN(copy.deepcopy(gens), copy.deepcopy(crits), **kw)
+def pair(gens, crits, batched=None, **kw):
+    """The same mixture twice: batched (auto: grouped where it applies) and looped, with random (equal) weight
+    logits."""
+    batched = MixtureGAN(copy.deepcopy(gens), copy.deepcopy(crits), batched=batched, **kw)
     looped = MixtureGAN(copy.deepcopy(gens), copy.deepcopy(crits), batched=False, **kw)
     with torch.no_grad():
         for m in (batched, looped):
@@ -57,10 +58,12 @@ def assert_same_step(batched, looped, loss_fn):
     return gb
 
 
+@pytest.mark.parametrize("execution", ["grouped", "vmap"])
 @pytest.mark.parametrize("kind", ["nonsaturating", "relativistic"])
-def test_batched_matches_loop_for_five_dcgans(kind):
-    batched, looped = pair(*dcgan(), kind=kind)
+def test_batched_matches_loop_for_five_dcgans(kind, execution):
+    batched, looped = pair(*dcgan(), kind=kind, batched=None if execution == "grouped" else "vmap")
     assert batched.batched == (True, True) and looped.batched == (False, False)
+    assert batched.execution == (execution, execution) and looped.execution == ("loop", "loop")
     torch.manual_seed(1)
     real = torch.randn(6, 1, 8, 8, dtype=torch.float64)
     z = torch.randn(6, Z_DIM, dtype=torch.float64)
@@ -89,6 +92,18 @@ def test_per_generator_latents_and_loss_value():
         want, _ = ops.mixture_gan_loss_reference(real_logits, fake_logits, looped.g_weight_logits,
                                                  looped.d_weight_logits)
         assert abs(batched.d_loss(real, z).item() - want.item()) <= 1e-12
+
+
+def test_batch_norm_critics_score_real_and_fake_batches_separately():
+    gens, _ = dcgan()
+    torch.manual_seed(4)
+    crits = [DCGANCritic(image_size=8, channels=1, width=4, batch_norm=True).double() for _ in range(T)]
+    batched, looped = pair(gens, crits)
+    assert batched.execution == ("grouped", "grouped")
+    real = torch.randn(5, 1, 8, 8, dtype=torch.float64)
+    z = torch.randn(5, Z_DIM, dtype=torch.float64)
+    assert_same_step(batched, looped, lambda m: m.d_loss(real, z))  # batch statistics of each batch alone
+    assert_same_step(batched, looped, lambda m: m.g_loss(z))
 
 
 class SmallG(nn.Module):
@@ -165,6 +180,8 @@ def test_bad_arguments():
         MixtureGAN(gens, [lambda x: x])
     with pytest.raises(ValueError, match="unknown kind"):
         MixtureGAN(gens, crits, kind="mix")
+    with pytest.raises(ValueError, match="unknown batched 'fast'"):
+        MixtureGAN(gens, crits, batched="fast")
     with pytest.raises(ValueError, match="unknown regularizer"):
         MixtureGAN(gens, crits, regularizer="shannon")
     with pytest.raises(TypeError, match="reg_weight must be a number"):

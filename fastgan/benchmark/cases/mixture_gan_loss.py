@@ -14,7 +14,8 @@ saved Jacobian (2 x the logits in fp32). FLOPs: ~30 per pair of logits (exp, log
 
 mixture_gan_step, sizes T x B x C x H (T DCGAN-style components at H x H, width 32, 8 for H <= 16):
   looped    MixtureGAN(batched=False): a Python loop over the components (the baseline)
-  batched   MixtureGAN: the components stacked and run under torch.vmap
+  batched   MixtureGAN: the components run as one grouped model (fastgan.nn.grouped)
+  vmap      MixtureGAN(batched="vmap"): the components stacked and run under torch.vmap
 Modes d_step (the discriminators' loss and backward) and g_step (the generators').
 """
 import torch
@@ -131,17 +132,25 @@ def _components(shape, device, dtype):
     return [m.to(device, dtype) for m in gens], [m.to(device, dtype) for m in crits]
 
 
-def step_runs(shape, device, dtype, mode):
-    """{"looped": ..., "batched": ...} callables doing one D or G step (loss and backward) of a MixtureGAN."""
+STEP_VARIANTS = {"looped": False, "batched": None, "vmap": "vmap"}
+
+
+def step_runs(shape, device, dtype, mode, variants=("looped", "batched", "vmap"), channels_last=False):
+    """{variant: callable doing one D or G step (loss and backward) of a MixtureGAN} for variants of
+    STEP_VARIANTS (looped, batched = grouped, vmap). channels_last: the models and the real batch in that layout."""
     from fastgan.mix import MixtureGAN
 
     t, batch, channels, image = shape
     gens, crits = _components(shape, device, dtype)
     real = torch.rand(batch, channels, image, image, device=device, dtype=dtype) * 2 - 1
+    if channels_last:
+        gens = [g.to(memory_format=torch.channels_last) for g in gens]
+        crits = [c.to(memory_format=torch.channels_last) for c in crits]
+        real = real.contiguous(memory_format=torch.channels_last)
     z = torch.randn(batch, 64, device=device, dtype=dtype)
     runs = {}
-    for name, batched in (("looped", False), ("batched", None)):
-        mix = MixtureGAN(gens, crits, batched=batched).to(device)
+    for name in variants:
+        mix = MixtureGAN(gens, crits, batched=STEP_VARIANTS[name]).to(device)
 
         def run(mix=mix):
             mix.zero_grad(set_to_none=True)

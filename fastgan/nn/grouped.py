@@ -258,7 +258,10 @@ def _stack(column, name, frozen):
     tensors = [getattr(layer, name) for layer in column]
     if tensors[0] is None:
         return None
-    return torch.stack([t.detach() for t in tensors] if frozen else tensors)
+    if frozen:
+        with torch.no_grad():  # one op, rather than a detach per component
+            return torch.stack(tensors)
+    return torch.stack(tensors)
 
 
 def _to_grouped(x):
@@ -318,9 +321,8 @@ def _batch_norm(layer, column, x, frozen):
                      weight.flatten() if weight is not None else None, bias.flatten() if bias is not None else None,
                      training, layer.momentum, layer.eps)
     if running is not None and layer.training:
-        with torch.no_grad():
-            for bn, mean, var in zip(column, running[0].chunk(len(column)), running[1].chunk(len(column))):
-                bn.running_mean.copy_(mean)
-                bn.running_var.copy_(var)
-                bn.num_batches_tracked.add_(1)
+        with torch.no_grad():  # foreach ops: a few calls per layer however many components (host time on GPU)
+            own = [bn.running_mean for bn in column] + [bn.running_var for bn in column]
+            torch._foreach_copy_(own, list(running[0].chunk(len(column))) + list(running[1].chunk(len(column))))
+            torch._foreach_add_([bn.num_batches_tracked for bn in column], 1)
     return y

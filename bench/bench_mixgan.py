@@ -5,6 +5,7 @@ PyTorch (the vectorised expression, the naive double loop, torch.compile), and M
 
     python bench/bench_mixgan.py [--device cpu|cuda] [--dtype fp32|bf16|fp16] [--sizes small|medium|large]
                                  [--step-sizes small|medium|large] [--rounds N] [--out DIR] [--quick]
+                                 [--targets-only]
 
 - fastgan.ops.gan_loss (cases of fastgan/benchmark/cases/gan_loss.py);
 - fastgan.ops.mixture_gan_loss forward and forward+backward at T = 5, B = 64 (and larger T and B with --sizes
@@ -47,7 +48,12 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds for the target ratios")
     parser.add_argument("--out", default=None, help="results folder (default: bench/results)")
     parser.add_argument("--quick", action="store_true", help="the quick timing profile, no torch.compile")
+    parser.add_argument("--targets-only", action="store_true", help="only the interleaved target ratios (no suite "
+                        "run, nothing written): a short check")
     args = parser.parse_args(argv)
+    if args.targets_only:
+        targets(args.device, suite.DTYPES[args.dtype], args.rounds)
+        return 0
 
     step_sizes = args.step_sizes or ("small" if args.device == "cpu" else "medium")
     steps = list(mix_cases.mixture_gan_step_cases(args.device, suite.DTYPES[args.dtype],

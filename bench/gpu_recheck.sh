@@ -4,7 +4,7 @@
 #   2. pytest -m cuda on the test files given in $RECHECK_TESTS (default: the files that failed last time)
 #   3. bench/profile_case.py on the cases given in $RECHECK_PROFILES (';'-separated argument lists): host vs device
 #      time per call and torch.profiler's table, to see what a launch-bound case spends its time on
-#   4. bench/bench_bias_act.py --quick, while time is left
+#   4. bench/bench_mixgan.py --targets-only (issue 5's loss and batched-step ratios), while time is left
 # Everything lands under $OUT: recheck.log (the console) and one log per step.
 set -u -o pipefail
 START=$(date +%s)
@@ -17,8 +17,8 @@ left() { echo $(( BUDGET - ($(date +%s) - START) )); }
 say() { echo "[$(( $(date +%s) - START ))s] $*"; }
 export FASTGAN_BUILD_CUDA=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 export FASTGAN_CACHE=${FASTGAN_CACHE:-$(mktemp -d)} PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-TESTS=${RECHECK_TESTS:-tests/test_bias_act.py tests/test_optim.py tests/test_triton_globals.py}
-PROFILES=${RECHECK_PROFILES:-"--op bias_act --sizes 64x128x32x32 --mode full --label lrelu --iters 30;--op bias_act --sizes 64x128x32x32 --mode fwd_bwd --label lrelu --iters 30;--op mixture_gan_step --sizes 5x64x3x32 --mode d_step --iters 10 --rows 25"}
+TESTS=${RECHECK_TESTS:-tests/test_grouped.py tests/test_mix.py tests/test_mixture_gan_loss.py tests/test_bias_act.py}
+PROFILES=${RECHECK_PROFILES:-"--op mixture_gan_step --sizes 5x64x3x32 --mode d_step --iters 10 --rows 25;--op mixture_gan_step --sizes 5x64x3x32 --mode g_step --iters 10 --rows 25;--op bias_act --sizes 64x128x32x32 --mode full --label lrelu --iters 30"}
 
 say "build"
 timeout 150 "$PY" -c "import fastgan._ext as e, sys; ok = e.load(); print('loaded:', ok, e.status()[2]); sys.exit(0 if ok else 1)" \
@@ -44,9 +44,9 @@ for case_args in "${CASES[@]}"; do
 done
 
 if [ "$(left)" -gt 45 ]; then
-    say "bench_bias_act --quick"
-    timeout $(( $(left) - 10 )) "$PY" bench/bench_bias_act.py --device cuda --quick --modes fwd,fwd_bwd,full \
-        > "$OUT/bench_bias_act.log" 2>&1
-    grep -E "^  bias_act" "$OUT/bench_bias_act.log"
+    say "bench_mixgan --targets-only"
+    timeout $(( $(left) - 10 )) "$PY" bench/bench_mixgan.py --device cuda --targets-only --rounds 5 \
+        > "$OUT/bench_mixgan_targets.log" 2>&1
+    grep -v "^W" "$OUT/bench_mixgan_targets.log" | tail -n 12
 fi
 say "done"

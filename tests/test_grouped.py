@@ -182,3 +182,23 @@ def test_mixture_gan_falls_back_to_vmap_when_grouping_fails_at_call_time():
     torch.testing.assert_close(grouped.g_loss(z), looped.g_loss(z))
     assert grouped.execution == ("vmap", "grouped")
     torch.testing.assert_close(grouped.d_loss(real, z), looped.d_loss(real, z))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", ["dcgan_g", "dcgan_d", "fused", "mlp"])
+def test_matches_each_model_on_cuda(name):
+    builder, shape = CASES[name]
+    torch.manual_seed(5)
+    grouped_models = [builder().float().cuda() for _ in range(T)]
+    looped = copy.deepcopy(grouped_models)
+    x = torch.randn(shape, device="cuda")
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        out = GroupedSequential(grouped_models)(x)
+        want = torch.stack([m(x) for m in looped])
+        torch.testing.assert_close(out, want, rtol=1e-4, atol=1e-5)
+        upstream = torch.randn_like(want)
+        (out * upstream).sum().backward()
+        (want * upstream).sum().backward()
+    for mg, ml in zip(grouped_models, looped):
+        for (pname, pg), (_, pl) in zip(mg.named_parameters(), ml.named_parameters()):
+            torch.testing.assert_close(pg.grad, pl.grad, rtol=1e-3, atol=1e-4, msg=pname)

@@ -148,7 +148,8 @@ def targets(device, dtype, rounds, echo=print, steps=True):
                          f"(target >= {loss_target:.0f}x: {'met' if ratio >= loss_target else 'MISSED'})")
     shape = tuple(map(int, STEP_LABEL.split("x")))
     for step in ("d_step", "g_step") if steps else ():
-        runs = mix_cases.step_runs(shape, device, dtype, step)
+        variants = ("looped", "batched", "vmap") + (("batched_cl",) if device == "cuda" else ())
+        runs = mix_cases.step_runs(shape, device, dtype, step, variants)
         if device == "cpu":
             # The grouped model runs its convolutions channels_last on CPU; the user's own models converted to
             # channels_last and looped show how much of the gain is the layout alone.
@@ -159,6 +160,8 @@ def targets(device, dtype, rounds, echo=print, steps=True):
                      f"batched {t['batched']:.1f} ms: {ratio:.2f}x (target >= {step_target}x: "
                      f"{'met' if ratio >= step_target else 'MISSED'}); vmap {t['vmap']:.1f} ms "
                      f"({t['looped'] / t['vmap']:.2f}x)"
+                     + (f"; batched channels_last {t['batched_cl']:.1f} ms ({t['looped'] / t['batched_cl']:.2f}x)"
+                        if "batched_cl" in t else "")
                      + (f"; looped channels_last models {t['looped_cl']:.1f} ms (batched "
                         f"{t['looped_cl'] / t['batched']:.2f}x of it)" if "looped_cl" in t else ""))
         if device == "cpu":

@@ -74,7 +74,7 @@ def _training_flags(module):
 class _Player:
     """The components of one player and how to call them all: grouped, vmap-batched or in a loop."""
 
-    def __init__(self, modules, batched, name):
+    def __init__(self, modules, batched, name, channels_last=None):
         self.modules = modules
         self.homogeneous = len(modules) > 1 and same_architecture(modules)
         if batched in (True, "vmap") and not self.homogeneous and len(modules) > 1:
@@ -82,7 +82,7 @@ class _Player:
                              "parameter shapes): use batched=None or False to run them in a loop")
         self.batched = self.homogeneous and batched is not False
         groupable = self.batched and batched != "vmap" and GroupedSequential.supports(modules)
-        self.grouped = GroupedSequential(modules) if groupable else None
+        self.grouped = GroupedSequential(modules, channels_last) if groupable else None
         self.param_names = [n for n, _ in modules[0].named_parameters()]
         self.buffer_names = [n for n, _ in modules[0].named_buffers()]
 
@@ -170,6 +170,8 @@ class MixtureGAN(nn.Module):
             or "vmap" (require it, with torch.vmap even where the grouped model applies: for comparisons).
         z_dim: latent size for sample(); defaults to the first generator's ``z_dim`` attribute.
         a, b, c: lsgan targets.
+        channels_last: the grouped model's 2-d convolutions on channels_last activations: None (on CPU only),
+            True or False.
 
     Attributes:
         g_weight_logits, d_weight_logits: nn.Parameters [T_g], [T_d] (zeros: uniform weights at start).
@@ -177,7 +179,7 @@ class MixtureGAN(nn.Module):
     """
 
     def __init__(self, generators, discriminators, kind="nonsaturating", reg_weight=0.1, regularizer="mean_neg_log",
-                 batched=None, z_dim=None, a=0.0, b=1.0, c=1.0):
+                 batched=None, z_dim=None, a=0.0, b=1.0, c=1.0, channels_last=None):
         super().__init__()
         generators, discriminators = list(generators), list(discriminators)
         for modules, name in ((generators, "generators"), (discriminators, "discriminators")):
@@ -199,8 +201,10 @@ class MixtureGAN(nn.Module):
         self.g_weight_logits = nn.Parameter(torch.zeros(len(generators), **options))
         self.d_weight_logits = nn.Parameter(torch.zeros(len(discriminators), **options))
         self.z_dim = z_dim if z_dim is not None else getattr(generators[0], "z_dim", None)
-        self._g = _Player(generators, batched, "generators")
-        self._d = _Player(discriminators, batched, "discriminators")
+        if channels_last not in (None, True, False):
+            raise ValueError(f"channels_last must be None, True or False, got {channels_last!r}")
+        self._g = _Player(generators, batched, "generators", channels_last)
+        self._d = _Player(discriminators, batched, "discriminators", channels_last)
 
     @property
     def batched(self):

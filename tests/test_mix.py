@@ -182,6 +182,8 @@ def test_bad_arguments():
         MixtureGAN(gens, crits, kind="mix")
     with pytest.raises(ValueError, match="unknown batched 'fast'"):
         MixtureGAN(gens, crits, batched="fast")
+    with pytest.raises(ValueError, match="channels_last must be None, True or False"):
+        MixtureGAN(gens, crits, channels_last="yes")
     with pytest.raises(ValueError, match="unknown regularizer"):
         MixtureGAN(gens, crits, regularizer="shannon")
     with pytest.raises(TypeError, match="reg_weight must be a number"):

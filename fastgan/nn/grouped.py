@@ -135,6 +135,7 @@ class GroupedSequential:
         self.layers = [list(_leaves(m)) for m in self.modules]
         self.channels_last = channels_last
         self.plan = _plan(self.layers[0])
+        self.columns = [list(column) for column in zip(*self.layers)]  # layer index -> that layer of every model
 
     @staticmethod
     def supports(modules):
@@ -164,8 +165,7 @@ class GroupedSequential:
             layer = self.layers[0][index]
             if channels_last and x.dim() == 4 and isinstance(layer, _CONV_2D):
                 x = x.contiguous(memory_format=torch.channels_last)
-            column = [layers[index] for layers in self.layers]
-            x, shared, rank = self._layer(layer, column, x, shared, rank, frozen, act)
+            x, shared, rank = self._layer(layer, self.columns[index], x, shared, rank, frozen, act)
         if shared:
             return x.unsqueeze(0).expand(count, *x.shape)
         if rank == 1:

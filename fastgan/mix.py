@@ -67,8 +67,8 @@ def same_architecture(modules):
     return all(_signature(m) == first for m in modules[1:])
 
 
-def _training_flags(module):
-    return tuple(m.training for m in module.modules())
+def _training_flags(submodules):
+    return [m.training for m in submodules]
 
 
 class _Player:
@@ -83,14 +83,17 @@ class _Player:
         self.batched = self.homogeneous and batched is not False
         groupable = self.batched and batched != "vmap" and GroupedSequential.supports(modules)
         self.grouped = GroupedSequential(modules, channels_last) if groupable else None
+        # Every component's modules, listed once: train/eval flags are compared on each call (a module tree walk
+        # per call costs more host time than the grouped layers themselves at small sizes).
+        self.submodules = [list(m.modules()) for m in modules]
         self.param_names = [n for n, _ in modules[0].named_parameters()]
         self.buffer_names = [n for n, _ in modules[0].named_buffers()]
 
     def can_batch(self):
         if not self.batched:
             return False
-        flags = _training_flags(self.modules[0])
-        return all(_training_flags(m) == flags for m in self.modules[1:])
+        flags = _training_flags(self.submodules[0])
+        return all(_training_flags(subs) == flags for subs in self.submodules[1:])
 
     @property
     def mode(self):
@@ -264,7 +267,8 @@ class MixtureGAN(nn.Module):
             fake_logits = fake_logits.reshape(count, batch, tg, -1).permute(2, 0, 1, 3)
         else:
             fake_logits = fake_logits.reshape(count, tg, batch, -1).transpose(0, 1)
-        return real_logits, fake_logits.flatten(2)
+        # Contiguous (a copy of T_g x T_d x B logits at most), as mixture_gan_loss's fast path takes them.
+        return (None if real_logits is None else real_logits.contiguous()), fake_logits.flatten(2).contiguous()
 
     def _loss(self, real_logits, fake_logits, g_logits, d_logits):
         a, b, c = self.targets

@@ -167,6 +167,14 @@ def test_call_time_refusal_and_bad_input():
         group(torch.randn(2, 3, 4))
     with pytest.raises(ValueError, match=r"x must be \[T, B, \.\.\.\] with T = 3"):
         group(torch.randn(2, 5, 4), shared=False)
+    # A refusal after a batch norm leaves the models' statistics untouched (callers then rerun the models).
+    models = [nn.Sequential(nn.BatchNorm1d(3), nn.Linear(4, 2)) for _ in range(T)]
+    before = [copy.deepcopy(m.state_dict()) for m in models]
+    with pytest.raises(GroupingUnsupported, match="Linear on a rank-3 input"):
+        GroupedSequential(models)(torch.randn(2, 3, 4))
+    for m, state in zip(models, before):
+        for name, value in m.state_dict().items():
+            assert torch.equal(value, state[name]), name
 
 
 def test_mixture_gan_falls_back_to_vmap_when_grouping_fails_at_call_time():

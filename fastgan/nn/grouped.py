@@ -37,7 +37,7 @@ __all__ = ["GroupedSequential", "GroupingUnsupported"]
 
 
 class GroupingUnsupported(Exception):
-    """A layer cannot run in the grouped layout (raised before any parameter or buffer is touched)."""
+    """A layer cannot run in the grouped layout (raised before any buffer is updated)."""
 
 
 _ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish, nn.Tanh,
@@ -140,8 +140,8 @@ class GroupedSequential:
     @staticmethod
     def supports(modules):
         """True when every model is a (nested) nn.Sequential whose leaf layers all have a grouped form."""
-        return all(isinstance(m, nn.Sequential) and type(m).forward is nn.Sequential.forward and all(_supported(layer) for layer in _leaves(m))
-                   for m in modules)
+        return all(isinstance(m, nn.Sequential) and type(m).forward is nn.Sequential.forward
+                   and all(_supported(layer) for layer in _leaves(m)) for m in modules)
 
     @property
     def uses_batch_statistics(self):
@@ -161,18 +161,20 @@ class GroupedSequential:
             x = _to_grouped(x)
         rank = x.dim()  # rank of one component's activation
         channels_last = self.channels_last if self.channels_last is not None else x.device.type == "cpu"
+        updates = []  # batch-norm statistics, copied into the models once the whole forward has run
         for index, act in self.plan:
             layer = self.layers[0][index]
             if channels_last and x.dim() == 4 and isinstance(layer, _CONV_2D):
                 x = x.contiguous(memory_format=torch.channels_last)
-            x, shared, rank = self._layer(layer, self.columns[index], x, shared, rank, frozen, act)
+            x, shared, rank = self._layer(layer, self.columns[index], x, shared, rank, frozen, act, updates)
+        _write_back(updates)
         if shared:
             return x.unsqueeze(0).expand(count, *x.shape)
         if rank == 1:
             return x.t()
         return x.unflatten(1, (count, -1)).movedim(1, 0)
 
-    def _layer(self, layer, column, x, shared, rank, frozen, act=None):
+    def _layer(self, layer, column, x, shared, rank, frozen, act, updates):
         count = len(column)
         if type(layer) in _ELEMENTWISE:
             if act is not None:
@@ -239,7 +241,7 @@ class GroupedSequential:
         if type(layer) in _BATCH_NORM:
             if rank < 2:
                 raise GroupingUnsupported(f"{type(layer).__name__} on a rank-{rank} input")
-            return _batch_norm(layer, column, _repeat(x, count) if shared else x, frozen), False, rank
+            return _batch_norm(layer, column, _repeat(x, count) if shared else x, frozen, updates), False, rank
         if isinstance(layer, BiasAct):
             bias = _stack(column, "bias", frozen)
             if bias is not None and rank < 2:
@@ -310,7 +312,7 @@ def _unflatten(layer, x, shared, rank, count):
     return x.unflatten(dim, sizes), False, rank + len(sizes) - 1
 
 
-def _batch_norm(layer, column, x, frozen):
+def _batch_norm(layer, column, x, frozen, updates):
     training = layer.training or not layer.track_running_stats
     weight = _stack(column, "weight", frozen)
     bias = _stack(column, "bias", frozen)
@@ -321,8 +323,20 @@ def _batch_norm(layer, column, x, frozen):
                      weight.flatten() if weight is not None else None, bias.flatten() if bias is not None else None,
                      training, layer.momentum, layer.eps)
     if running is not None and layer.training:
-        with torch.no_grad():  # foreach ops: a few calls per layer however many components (host time on GPU)
-            own = [bn.running_mean for bn in column] + [bn.running_var for bn in column]
-            torch._foreach_copy_(own, list(running[0].chunk(len(column))) + list(running[1].chunk(len(column))))
-            torch._foreach_add_([bn.num_batches_tracked for bn in column], 1)
+        updates.append((column, running))
     return y
+
+
+def _write_back(updates):
+    """Copies the batch-norm statistics the grouped call updated into each model (foreach ops: a few calls however
+    many models and layers, which matters for host time on a GPU)."""
+    if not updates:
+        return
+    own, new, counts = [], [], []
+    for column, (mean, var) in updates:
+        own += [bn.running_mean for bn in column] + [bn.running_var for bn in column]
+        new += list(mean.chunk(len(column))) + list(var.chunk(len(column)))
+        counts += [bn.num_batches_tracked for bn in column]
+    with torch.no_grad():
+        torch._foreach_copy_(own, new)
+        torch._foreach_add_(counts, 1)

@@ -12,7 +12,7 @@ PyTorch (the vectorised expression, the naive double loop, torch.compile), and M
   medium/large) against the vectorised eager version and the naive loop (cases/mixture_gan_loss.py);
 - MixtureGAN D-step and G-step, 5 DCGAN-style components at 32x32 (width 32, B = 64), batched vs looped.
 All three are the registered cases, so the numbers agree with `fastgan bench` (the step cases at --step-sizes,
-default small on CPU, where one step of the 32x32 models takes seconds, medium on GPU). The targets are then
+default medium: 5 components at 32x32, B = 32). The targets are then
 re-timed interleaved (--rounds rounds of every implementation in turn, median of the rounds' medians; the steps one
 call per round): on a shared, busy machine that keeps load changes from landing on one side of a ratio. On CPU the
 CPU time of the calling thread with one intra-op thread is reported too (the work alone, without thread-pool waits).
@@ -43,8 +43,8 @@ def main(argv=None):
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=tuple(suite.DTYPES), default="fp32")
     parser.add_argument("--sizes", default="medium")
-    parser.add_argument("--step-sizes", default=None, help="sizes of the MixtureGAN step cases (default: small on "
-                        "CPU, medium on CUDA)")
+    parser.add_argument("--step-sizes", default="medium", help="sizes of the MixtureGAN step cases: a preset or a "
+                        "list of T x B x C x H (default: medium)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds for the target ratios")
     parser.add_argument("--out", default=None, help="results folder (default: bench/results)")
     parser.add_argument("--quick", action="store_true", help="the quick timing profile, no torch.compile")
@@ -55,7 +55,7 @@ def main(argv=None):
         targets(args.device, suite.DTYPES[args.dtype], args.rounds)
         return 0
 
-    step_sizes = args.step_sizes or ("small" if args.device == "cpu" else "medium")
+    step_sizes = args.step_sizes
     steps = list(mix_cases.mixture_gan_step_cases(args.device, suite.DTYPES[args.dtype],
                                                   registry.parse_sizes(step_sizes), ()))
     report = suite.run_suite(ops=["gan_loss", "mixture_gan_loss"], device=args.device, dtype=args.dtype,

@@ -191,9 +191,22 @@ class GroupedSequential:
         if isinstance(layer, nn.Linear):
             if rank != 2:
                 raise GroupingUnsupported(f"{type(layer).__name__} on a rank-{rank} input")
+            keep_bias = not isinstance(layer, LinearAct) and act is None
+            if not shared and x.device.type == "cpu":
+                # A loop of GEMMs on strided slices, joined by one cat, with each model's own parameters: MKL's bmm
+                # is ~1.3x slower than T GEMMs here, and its [T, B, out] result needs a transposing copy (unbind's
+                # backward stacks the input gradients in one op).
+                parts = x.unflatten(1, (count, -1)).unbind(1)
+                y = torch.cat([F.linear(part, _own(m.weight, frozen), _own(m.bias, frozen) if keep_bias else None)
+                               for m, part in zip(column, parts)], dim=1)
+                if act is not None or isinstance(layer, LinearAct):
+                    bias = _stack(column, "bias", frozen)
+                    bias = bias.flatten() if bias is not None else None
+                    spec = act if act is not None else (layer.act, layer.alpha, layer.gain, layer.clamp)
+                    y = bias_act(y, bias, *spec, dim=1)
+                return y, False, 2
             weight = _stack(column, "weight", frozen)  # [T, out, in]
             bias = _stack(column, "bias", frozen)
-            keep_bias = not isinstance(layer, LinearAct) and act is None
             if shared:
                 y = F.linear(x, weight.flatten(0, 1), bias.flatten() if bias is not None and keep_bias else None)
             else:
@@ -254,6 +267,10 @@ class GroupedSequential:
             return bias_act(x, bias.flatten() if bias is not None else None, layer.act, layer.alpha, layer.gain,
                             layer.clamp, dim=1), shared, rank
         raise GroupingUnsupported(f"no grouped form for {type(layer).__name__}")
+
+
+def _own(tensor, frozen):
+    return tensor.detach() if frozen and tensor is not None else tensor
 
 
 def _stack(column, name, frozen):

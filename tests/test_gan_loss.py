@@ -240,6 +240,31 @@ def test_third_order_matches_reference():
     assert rel_error(outs[1], outs[0]) <= 1e-12
 
 
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("player", ["d", "g"])
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_second_order_without_graph_matches_reference(kind, player, reduction):
+    """The last backward of a double backward (no create_graph): the no-graph Hessian path, zeros (not None) for the
+    piecewise-linear kinds, exactly as eager autograd answers."""
+    torch.manual_seed(6)
+    r, f = logits(5), logits(5)
+    outs = []
+    for backend in ("reference", "cpp"):
+        with fastgan.backend(backend):
+            loss = fastgan.ops.gan_loss(r, f, kind, player, reduction)
+        inputs = (r, f) if player == "d" or kind == "relativistic" else (f,)
+        grads = torch.autograd.grad(loss.sum(), inputs, create_graph=True)
+        # Eager's gradient of a linear loss (G's hinge, wasserstein) is a constant without a graph: its
+        # derivative is zero.
+        terms = [(g * g.detach().sin()).sum() for g in grads if g.requires_grad]
+        second = torch.autograd.grad(sum(terms), inputs, allow_unused=True) if terms else (None,) * len(inputs)
+        if backend == "cpp":  # fastgan answers with zeros, never None (as eager's relu backward does)
+            assert all(s is not None for s in second)
+        outs.append([torch.zeros_like(x) if s is None else s for s, x in zip(second, inputs)])
+    for cpp, ref in zip(outs[1], outs[0]):
+        assert rel_error(cpp, ref) <= 1e-12
+
+
 def test_no_gradient_buffer_without_grad():
     r, f = logits(6, requires_grad=False), logits(6, requires_grad=False)
     with fastgan.backend("cpp"):

@@ -86,15 +86,18 @@ class GanLossBackward(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, upstream, real, fake, grad, config, kernels):
-        ctx.save_for_backward(upstream, real, fake)
+        ctx.save_for_backward(upstream, real, fake, grad)
         ctx.config = config
         return kernels.backward(upstream, grad, fake)
 
     @staticmethod
     def backward(ctx, v):
-        upstream, real, fake = ctx.saved_tensors
+        upstream, real, fake, grad = ctx.saved_tensors
         kind, player, reduction, a, b, c = ctx.config
-        s_r, s_f, h_rr, h_ff, h_rf = _derivatives(real, fake, ctx.config)
+        if torch.is_grad_enabled():  # a third order will follow: every term in differentiable PyTorch ops
+            s_r, s_f, h_rr, h_ff, h_rf = _derivatives(real, fake, ctx.config)
+        else:  # the last order: the first derivatives are the forward's buffer, zero Hessians are skipped
+            s_r, s_f, h_rr, h_ff, h_rf = _hessian(real, fake, grad, ctx.config)
         v = v.to(s_f.dtype)
         n_real = 0 if real is None else real.numel()
         v_r, v_f = v[:n_real], v[n_real:]
@@ -107,11 +110,36 @@ class GanLossBackward(torch.autograd.Function):
         d_up = d_up.reshape(upstream.shape)
         d_real = None
         if n_real:
-            d_real = h_rr * v_r if h_rf is None else h_rr * v_r + h_rf * v_f
-            d_real = (upstream * d_real).to(real.dtype)
-        d_fake = h_ff * v_f if h_rf is None else h_rf * v_r + h_ff * v_f
-        d_fake = (upstream * d_fake).to(fake.dtype)
+            if h_rr is None:  # zero curvature; zeros rather than None, as eager's relu backward gives
+                d_real = torch.zeros_like(real)
+            else:
+                d_real = h_rr * v_r if h_rf is None else h_rr * v_r + h_rf * v_f
+                d_real = (upstream * d_real).to(real.dtype)
+        if h_ff is None:
+            d_fake = torch.zeros_like(fake)
+        else:
+            d_fake = h_ff * v_f if h_rf is None else h_rf * v_r + h_ff * v_f
+            d_fake = (upstream * d_fake).to(fake.dtype)
         return d_up, d_real, d_fake, None, None, None
+
+
+def _hessian(real, fake, grad, config):
+    """_derivatives' (s_r, s_f, h_rr, h_ff, h_rf) without a graph: s from the forward kernel's gradient buffer
+    (the same values), h None where it is identically zero (hinge, wasserstein), so nothing is computed for it."""
+    kind, player, reduction, a, b, c = config
+    n_real = 0 if real is None else real.numel()
+    s_r, s_f = (grad[:n_real] if n_real else None), grad[n_real:]
+    if kind in (KINDS["hinge"], KINDS["wasserstein"]):
+        return s_r, s_f, None, None, None
+    if kind == KINDS["lsgan"]:  # constant curvature: the reduction's scale
+        scale_f = 1.0 / s_f.numel() if reduction == REDUCTIONS["mean"] else 1.0
+        scale_r = 1.0 / n_real if reduction == REDUCTIONS["mean"] and n_real else 1.0
+        if reduction == REDUCTIONS["mean"] and is_paired(kind, player, reduction):
+            scale_r = scale_f
+        h_rr = torch.full_like(s_r, scale_r) if n_real and player == PLAYERS["d"] else None
+        return s_r, s_f, h_rr, torch.full_like(s_f, scale_f), None
+    _, _, h_rr, h_ff, h_rf = _derivatives(real, fake, config)
+    return s_r, s_f, h_rr, h_ff, h_rf
 
 
 def _sigmoid_slope(x):

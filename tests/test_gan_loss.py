@@ -265,6 +265,21 @@ def test_second_order_without_graph_matches_reference(kind, player, reduction):
         assert rel_error(cpp, ref) <= 1e-12
 
 
+def test_cpp_calls_take_the_cpp_node():
+    """The cpp backend records one C++ autograd node (with and without real logits); torch.func transforms
+    differentiate the reference. The gradients are the reference's either way."""
+    r, f = logits(6), logits(6)
+    with fastgan.backend("cpp"):
+        d = ops.gan_loss(r, f, "hinge", "d")
+        g = ops.gan_loss(None, f, "nonsaturating", "g")
+        assert "GanLossNode" in d.grad_fn.name() and "GanLossNode" in g.grad_fn.name()
+        (grad_g,) = torch.autograd.grad(g, f)
+        (grad_ref,) = torch.autograd.grad(ops.gan_loss_reference(None, f, "nonsaturating", "g"), f)
+        assert rel_error(grad_g, grad_ref) <= 1e-12
+        per_sample = torch.func.grad(lambda x: ops.gan_loss(r.detach(), x, "nonsaturating", "d"))(f.detach())
+    assert rel_error(per_sample, torch.autograd.grad(ops.gan_loss_reference(r, f, "nonsaturating", "d"), f)[0]) <= 1e-12
+
+
 def test_no_gradient_buffer_without_grad():
     r, f = logits(6, requires_grad=False), logits(6, requires_grad=False)
     with fastgan.backend("cpp"):

@@ -1,5 +1,8 @@
-// torch.library registration of gan_loss: schemas, argument checks, CPU and CUDA implementations.
+// torch.library registration of gan_loss: schemas, argument checks, CPU and CUDA implementations, and the autograd
+// node of the whole op (fastgan::gan_loss), which keeps Python out of a training step's loss.
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/empty.h>
+#include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
 #include "common/binding.h"
@@ -105,13 +108,78 @@ at::Tensor backward_cuda(const at::Tensor& upstream, const at::Tensor& grad, con
 }
 #endif
 
+
+// The op with its gradient as one C++ autograd node (a Python autograd.Function costs more host time than the
+// kernels at a training step's sizes). First order: the backward kernel scales the forward's gradient buffer. Under
+// create_graph the backward calls fastgan::gan_loss_backward_graph, implemented in Python
+// (fastgan/ops/gan_loss.py, GanLossBackward), whose own backward gives the second and higher orders.
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+using OptTensor = c10::optional<at::Tensor>;
+
+struct GanLossNode : public torch::autograd::Function<GanLossNode> {
+  static variable_list forward(AutogradContext* ctx, const OptTensor& real, const at::Tensor& fake, int64_t kind,
+                               int64_t player, int64_t reduction, double a, double b, double c) {
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("fastgan::gan_loss_forward", "")
+                         .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, int64_t,
+                                                                   int64_t, int64_t, double, double, double, bool)>();
+    auto [loss, grad] = op.call(real.has_value() ? *real : fake, fake, kind, player, reduction, a, b, c, true);
+    ctx->save_for_backward({real.has_value() ? *real : at::Tensor(), fake, grad});
+    ctx->saved_data["config"] =
+        c10::IValue(std::vector<double>{static_cast<double>(kind), static_cast<double>(player),
+                                        static_cast<double>(reduction), a, b, c});
+    return {loss};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list up) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &real = saved[0], &fake = saved[1], &grad = saved[2];
+    // e.g. the expanded gradient of a .sum() for reduction="none"
+    const at::Tensor upstream = up[0].to(grad.scalar_type()).contiguous();
+    at::Tensor flat;
+    if (at::GradMode::is_enabled()) {
+      static auto graph_op = c10::Dispatcher::singleton()
+                                 .findSchemaOrThrow("fastgan::gan_loss_backward_graph", "")
+                                 .typed<at::Tensor(const at::Tensor&, const OptTensor&, const at::Tensor&,
+                                                   const at::Tensor&, int64_t, int64_t, int64_t, double, double,
+                                                   double)>();
+      const auto config = ctx->saved_data["config"].toDoubleVector();
+      flat = graph_op.call(upstream, real.defined() ? OptTensor(real) : OptTensor(), fake, grad,
+                           static_cast<int64_t>(config[0]), static_cast<int64_t>(config[1]),
+                           static_cast<int64_t>(config[2]), config[3], config[4], config[5]);
+    } else {
+      static auto op = c10::Dispatcher::singleton()
+                           .findSchemaOrThrow("fastgan::gan_loss_backward", "")
+                           .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&)>();
+      flat = op.call(upstream, grad, fake);
+    }
+    // needs_input_grad counts the tensor inputs given: without real logits, fake is input 0.
+    const int64_t n_real = real.defined() ? real.numel() : 0;
+    at::Tensor grad_real, grad_fake;
+    if (n_real && ctx->needs_input_grad(0)) grad_real = flat.narrow(0, 0, n_real);
+    if (ctx->needs_input_grad(real.defined() ? 1 : 0)) grad_fake = flat.narrow(0, n_real, fake.numel());
+    return {grad_real, grad_fake, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+at::Tensor gan_loss_autograd(const OptTensor& real, const at::Tensor& fake, int64_t kind, int64_t player,
+                             int64_t reduction, double a, double b, double c) {
+  return GanLossNode::apply(real, fake, kind, player, reduction, a, b, c)[0];
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(fastgan, m) {
+  m.def("gan_loss(Tensor? real, Tensor fake, int kind, int player, int reduction, float a, float b, float c) -> Tensor");
+  m.def("gan_loss_backward_graph(Tensor upstream, Tensor? real, Tensor fake, Tensor grad, int kind, int player, "
+        "int reduction, float a, float b, float c) -> Tensor");
   m.def("gan_loss_forward(Tensor real, Tensor fake, int kind, int player, int reduction, float a, float b, float c, "
         "bool need_grad) -> (Tensor loss, Tensor grad)");
   m.def("gan_loss_backward(Tensor upstream, Tensor grad, Tensor like) -> Tensor");
 }
+
+TORCH_LIBRARY_IMPL(fastgan, Autograd, m) { m.impl("gan_loss", &gan_loss_autograd); }
 
 TORCH_LIBRARY_IMPL(fastgan, CPU, m) {
   m.impl("gan_loss_forward", &forward_cpu);

@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from fastgan import _ext, backends
-from fastgan.ops._common import acc_dtype, check_choice, check_same_device, check_tensor
+from fastgan.ops._common import (acc_dtype, check_choice, check_same_device, check_tensor, compiling,
+                                 functorch_active)
 
 KINDS = {"nonsaturating": 0, "minimax": 1, "hinge": 2, "wasserstein": 3, "lsgan": 4, "relativistic": 5}
 PLAYERS = {"d": 0, "g": 1}
@@ -268,11 +269,14 @@ def gan_loss(real_logits, fake_logits, kind="nonsaturating", player="d", reducti
     config = _config(kind, player, reduction, a, b, c)
     reads_real = _check_args(real_logits, fake_logits, config)
     backend = backends.select_cached("gan_loss", fake_logits.device, cuda_order=CUDA_ORDER)
-    if backend == "reference":
+    if backend == "reference" or functorch_active():  # torch.func transforms differentiate the reference
         return gan_loss_reference(real_logits, fake_logits, kind, player, reduction, *config[3:])
     real, fake, kernels = _flat(real_logits) if reads_real else None, _flat(fake_logits), _kernels(backend)
     if torch.is_grad_enabled() and (fake.requires_grad or (real is not None and real.requires_grad)):
-        loss = GanLossFunction.apply(real, fake, config, kernels)
+        if kernels is _ExtensionKernels and kernels.loss is not None and not compiling():
+            loss = kernels.loss(real, fake, *config)  # the C++ autograd node
+        else:  # Triton and torch.compile's tracing: the Python autograd.Function
+            loss = GanLossFunction.apply(real, fake, config, kernels)
     else:  # nothing to differentiate: the kernel alone, without the autograd.Function around it
         loss = kernels.forward(fake if real is None else real, fake, *config, False)[0]
     return loss.view(fake_logits.shape) if config[2] == REDUCTIONS["none"] else loss
@@ -318,9 +322,18 @@ def gan_loss_reference(real_logits, fake_logits, kind="nonsaturating", player="d
 
 class _ExtensionKernels:
     """cpp and cuda: the C++ ops (their overloads, bound once the library is loaded: calling an overload skips the
-    packet's Python dispatch), dispatched on the tensors' device by torch."""
+    packet's Python dispatch), dispatched on the tensors' device by torch; `loss` is the op with its autograd node."""
 
-    forward = backward = None
+    forward = backward = loss = None
+
+
+def _backward_graph(upstream, real, fake, grad, kind, player, reduction, a, b, c):
+    """fastgan::gan_loss_backward_graph: what the C++ node's backward calls under create_graph, so that the
+    gradient is differentiable again (GanLossBackward's backward gives the second and higher orders)."""
+    return GanLossBackward.apply(upstream, real, fake, grad, (kind, player, reduction, a, b, c), _ExtensionKernels)
+
+
+_LIBRARY = []  # keeps the torch.library registration alive
 
 
 def _kernels(backend):
@@ -342,6 +355,10 @@ def output_sizes(real, fake, kind, player, reduction, need_grad):
 def _register_fakes():
     _ExtensionKernels.forward = torch.ops.fastgan.gan_loss_forward.default
     _ExtensionKernels.backward = torch.ops.fastgan.gan_loss_backward.default
+    _ExtensionKernels.loss = torch.ops.fastgan.gan_loss.default
+    library = torch.library.Library("fastgan", "IMPL")
+    library.impl("gan_loss_backward_graph", _backward_graph, "CompositeImplicitAutograd")
+    _LIBRARY.append(library)
 
     @torch.library.register_fake("fastgan::gan_loss_forward")
     def _forward_fake(real, fake, kind, player, reduction, a, b, c, need_grad):

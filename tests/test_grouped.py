@@ -10,6 +10,7 @@ from torch import nn
 from fastgan.mix import MixtureGAN
 from fastgan.models import DCGANCritic, DCGANGenerator
 from fastgan.nn import Conv2dAct, LinearAct, fuse_activations
+from fastgan.nn import grouped as grouped_module
 from fastgan.nn.grouped import GroupedSequential, GroupingUnsupported
 from fastgan.nn.layers import BiasAct
 
@@ -107,6 +108,14 @@ def compare(builder, shape, shared, channels_last, train=True, frozen=False):
 def test_matches_each_model(name, shared, channels_last):
     builder, shape = CASES[name]
     compare(builder, shape, shared, channels_last)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_linear_layers_as_one_bmm(monkeypatch, shared):
+    """The GPU's form of a per-model linear layer (one bmm), checked here by turning the CPU's GEMM loop off."""
+    monkeypatch.setattr(grouped_module, "_GEMM_LOOP_DEVICES", set())
+    compare(mlp, (6, 7), shared=shared, channels_last=None)
+    compare(mlp, (6, 7), shared=shared, channels_last=None, frozen=True)
 
 
 @pytest.mark.parametrize("name", ["conv", "mlp", "dcgan_g"])

@@ -51,6 +51,7 @@ _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _BATCH_NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _CONV_2D = (nn.Conv2d, nn.ConvTranspose2d)
+_GEMM_LOOP_DEVICES = {"cpu"}  # where a per-model linear layer runs as T GEMMs (elsewhere: one bmm)
 _CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONV_T_FN = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
@@ -192,7 +193,7 @@ class GroupedSequential:
             if rank != 2:
                 raise GroupingUnsupported(f"{type(layer).__name__} on a rank-{rank} input")
             keep_bias = not isinstance(layer, LinearAct) and act is None
-            if not shared and x.device.type == "cpu":
+            if not shared and x.device.type in _GEMM_LOOP_DEVICES:
                 # A loop of GEMMs on strided slices, joined by one cat, with each model's own parameters: MKL's bmm
                 # is ~1.3x slower than T GEMMs here, and its [T, B, out] result needs a transposing copy (unbind's
                 # backward stacks the input gradients in one op).

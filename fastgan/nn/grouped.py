@@ -9,9 +9,11 @@ between layers (layout copies) and costs Python work per call. Here the T models
 for the whole network, the *grouped layout*: a component's activation of shape (B, d1, d2, ...) is stored at
 [:, t*d1:(t+1)*d1] of a (B, T*d1, d2, ...) tensor, so that a channel-wise layer (batch norm, pooling, upsampling,
 pixel shuffle) is one call on the grouped tensor, a convolution is one grouped convolution (groups = T x the layer's
-groups), and a linear layer one batched matmul. A component output of shape (B,) is stored as (B, T). The first
-layer with parameters, when the input is shared, is one ordinary layer with the T weights concatenated along the
-output dimension (no grouping, no input copy).
+groups), and a linear layer one batched matmul (on CPU, T GEMMs on strided slices joined by one cat: faster than
+MKL's bmm there). A component output of shape (B,) is stored as (B, T). The first layer with parameters, when the
+input is shared, is one ordinary layer with the T weights concatenated along the output dimension (no grouping, no
+input copy). A plain convolution or linear layer followed by an activation that fastgan.ops.bias_act computes runs
+as the layer without bias plus one fused bias_act; on CPU the 2-d convolutions run channels_last.
 
 What runs grouped: nested ``nn.Sequential`` models (forward not overridden) of Conv1d/2d/3d, ConvTranspose1d/2d/3d
 (zero padding), Linear, BatchNorm1d/2d/3d (momentum not None), fastgan's Conv2dAct, LinearAct and BiasAct
@@ -20,9 +22,9 @@ PixelShuffle. ``GroupedSequential.supports(modules)`` says whether a list of mod
 out unsupported for the input's rank at call time raises ``GroupingUnsupported`` (callers fall back to vmap or a
 loop).
 
-Parameters are stacked on every call (``torch.stack`` of the T components' tensors, or of detached tensors with
+Parameters are stacked on every call (``torch.stack`` of the T components' tensors, under no_grad with
 ``frozen=True``), so gradients reach each component's own parameters; batch-norm running statistics updated in the
-call are copied back into each component.
+call are copied back into each component once the whole forward has run.
 """
 from __future__ import annotations
 

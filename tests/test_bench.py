@@ -109,6 +109,26 @@ def test_readme_section(smoke, tmp_path):
     assert "### CPU:" not in readme.section_markdown(out, out)
 
 
+def test_readme_header_names_the_main_run_and_later_partial_runs(smoke, tmp_path):
+    """A later run of one op replaces that op's rows; the header keeps the broad run's commit and ceilings and a note
+    names the later run."""
+    import json
+    import shutil
+
+    report, _ = smoke
+    folder = tmp_path / "results" / "cpu-test"
+    folder.mkdir(parents=True)
+    shutil.copy(report.files["json"], folder / "a.json")
+    data = json.loads(Path(report.files["json"]).read_text())
+    op = data["results"][0]["op"]
+    data["results"] = [r for r in data["results"] if r["op"] == op]
+    data["meta"]["commit"], data["meta"]["date"] = "later0commit", "2999-01-01T00:00:00+00:00"
+    (folder / "b.json").write_text(json.dumps(data))
+    text = readme.section_markdown(tmp_path / "results", tmp_path, include_quick=True)
+    assert f"at commit `{report.meta['commit']}`" in text
+    assert f"Note: {op} from a later run (2999-01-01T00:00, commit `later0commit`)" in text
+
+
 def test_update_readme_replaces_only_the_marked_section(tmp_path):
     page = tmp_path / "README.md"
     page.write_text("# title\n\nintro\n")

@@ -56,17 +56,23 @@ def newest_results(results_dir, include_quick=False, dtype="fp32"):
         entries.sort(key=lambda e: (e[0], e[1]), reverse=True)
         primary = entries[0][3]
         device = primary["meta"].get("device_name")
-        used, results, seen = [], [], set()
+        used, results, seen, taken = [], [], set(), []
         for _, _, path, data in entries:
             if data["meta"].get("device_name") != device or data["meta"].get("dtype") != primary["meta"].get("dtype"):
                 continue
             ops = {r["op"] for r in data["results"]} - seen
             if ops:
                 used.append(path)
-                results += [r for r in data["results"] if r["op"] in ops]
+                rows = [r for r in data["results"] if r["op"] in ops]
+                results += rows
                 seen |= ops
+                taken.append((data, ops, len(rows)))
+        # The header's versions and ceilings come from the run that gives the most rows; the others are named.
+        main = max(taken, key=lambda t: t[2])[0]
         notes = list(dict.fromkeys(n for _, _, p, d in entries if p in used for n in d.get("notes", [])))
-        found[kind] = (used, suite.Report(meta=primary["meta"], ceilings=primary["ceilings"], results=results,
+        notes += [f"{', '.join(sorted(ops))} from a later run ({data['meta'].get('date', '')[:16]}, commit "
+                  f"`{data['meta'].get('commit')}`)" for data, ops, _ in taken if data is not main]
+        found[kind] = (used, suite.Report(meta=main["meta"], ceilings=main["ceilings"], results=results,
                                           notes=notes))
     return found
 

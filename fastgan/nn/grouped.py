@@ -243,13 +243,12 @@ class GroupedSequential:
             spatial = _CONV_T.index(type(layer)) + 1
             if rank != spatial + 2:
                 raise GroupingUnsupported(f"{type(layer).__name__} on a rank-{rank} input")
-            weight = _stack(column, "weight", frozen)  # [T, in, out/groups, *k]
-            if shared and layer.groups == 1:
-                weight, groups = weight.transpose(0, 1).flatten(1, 2), 1  # [in, T*out, *k]
+            if shared and layer.groups == 1:  # stacked on dim 1: [in, T, out, *k] -> [in, T*out, *k], a view
+                weight, groups = _stack(column, "weight", frozen, dim=1).flatten(1, 2), 1
             else:
                 if shared:
                     x = _repeat(x, count)
-                weight, groups = weight.flatten(0, 1), layer.groups * count
+                weight, groups = _stack(column, "weight", frozen).flatten(0, 1), layer.groups * count
             bias = _stack(column, "bias", frozen)
             y = _CONV_T_FN[spatial](x, weight, bias.flatten() if bias is not None else None, layer.stride,
                                     layer.padding, layer.output_padding, groups, layer.dilation)
@@ -276,14 +275,14 @@ def _own(tensor, frozen):
     return tensor.detach() if frozen and tensor is not None else tensor
 
 
-def _stack(column, name, frozen):
+def _stack(column, name, frozen, dim=0):
     tensors = [getattr(layer, name) for layer in column]
     if tensors[0] is None:
         return None
     if frozen:
         with torch.no_grad():  # one op, rather than a detach per component
-            return torch.stack(tensors)
-    return torch.stack(tensors)
+            return torch.stack(tensors, dim)
+    return torch.stack(tensors, dim)
 
 
 def _to_grouped(x):

@@ -17,7 +17,7 @@ left() { echo $(( BUDGET - ($(date +%s) - START) )); }
 say() { echo "[$(( $(date +%s) - START ))s] $*"; }
 export FASTGAN_BUILD_CUDA=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 export FASTGAN_CACHE=${FASTGAN_CACHE:-$(mktemp -d)} PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-TESTS=${RECHECK_TESTS:-tests/test_grouped.py tests/test_mix.py tests/test_mixture_gan_loss.py tests/test_bias_act.py}
+TESTS=${RECHECK_TESTS:-tests/test_grouped.py tests/test_mix.py tests/test_mixture_gan_loss.py tests/test_gan_loss.py tests/test_bias_act.py}
 PROFILES=${RECHECK_PROFILES:-"--op mixture_gan_step --sizes 5x64x3x32 --mode d_step --iters 10 --rows 25;--op mixture_gan_step --sizes 5x64x3x32 --mode g_step --iters 10 --rows 25;--op bias_act --sizes 64x128x32x32 --mode full --label lrelu --iters 30"}
 
 say "build"

@@ -299,3 +299,18 @@ def test_cpp_calls_take_the_cpp_node_and_its_second_order_is_exact():
     want = second(ops.mixture_gan_loss_reference)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b)
+
+
+def test_torch_func_transforms_differentiate_the_reference():
+    """torch.func.grad through the op (the C++ node and the Python Function do not support functorch): the
+    reference's gradient."""
+    g = torch.Generator().manual_seed(4)
+    real = torch.randn(3, 5, generator=g, dtype=torch.float64)
+    fake = torch.randn(2, 3, 5, generator=g, dtype=torch.float64)
+    gw = torch.randn(2, generator=g, dtype=torch.float64)
+    dw = torch.randn(3, generator=g, dtype=torch.float64)
+    with fastgan.backend("cpp"):
+        got = torch.func.grad(lambda f: ops.mixture_gan_loss(real, f, gw, dw)[0])(fake)
+    f = fake.clone().requires_grad_()
+    (want,) = torch.autograd.grad(ops.mixture_gan_loss_reference(real, f, gw, dw)[0], f)
+    torch.testing.assert_close(got, want)

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastgan.nn.fuse import _activation_spec, _Unsupported
 from fastgan.nn.layers import BiasAct, Conv2dAct, LinearAct
 from fastgan.ops.bias_act import bias_act
 
@@ -83,24 +84,13 @@ def _supported(layer):
 
 
 def _bias_act_form(layer):
-    """(act, alpha, gain, clamp) of fastgan.ops.bias_act computing this activation module, or None."""
-    if type(layer) is nn.ReLU:
-        return ("relu", None, 1.0, None)
-    if type(layer) is nn.LeakyReLU:
-        return ("lrelu", layer.negative_slope, 1.0, None)
-    if type(layer) is nn.Tanh:
-        return ("tanh", None, 1.0, None)
-    if type(layer) is nn.Sigmoid:
-        return ("sigmoid", None, 1.0, None)
-    if type(layer) is nn.ELU:
-        return ("elu", layer.alpha, 1.0, None)
-    if type(layer) is nn.SELU:
-        return ("selu", None, 1.0, None)
-    if type(layer) is nn.SiLU:
-        return ("silu", None, 1.0, None)
-    if type(layer) is nn.GELU:
-        return ("gelu" if layer.approximate == "none" else "gelu_tanh", None, 1.0, None)
-    return None
+    """(act, alpha, gain, clamp) of fastgan.ops.bias_act computing this activation module, or None (the mapping
+    fuse_activations uses)."""
+    try:
+        spec = _activation_spec(layer)
+    except _Unsupported:
+        return None
+    return None if spec is None else (*spec, 1.0, None)
 
 
 def _plan(layers):
@@ -135,10 +125,10 @@ class GroupedSequential:
 
     def __init__(self, modules, channels_last=None):
         self.modules = list(modules)
-        self.layers = [list(_leaves(m)) for m in self.modules]
         self.channels_last = channels_last
-        self.plan = _plan(self.layers[0])
-        self.columns = [list(column) for column in zip(*self.layers)]  # layer index -> that layer of every model
+        # layer index -> that layer of every model
+        self.columns = [list(column) for column in zip(*(list(_leaves(m)) for m in self.modules))]
+        self.plan = _plan([column[0] for column in self.columns])
 
     @staticmethod
     def supports(modules):
@@ -151,7 +141,7 @@ class GroupedSequential:
         """True when a layer mixes samples (batch norm computing batch statistics): then separate batches must be
         separate calls."""
         return any(type(layer) in _BATCH_NORM and (layer.training or not layer.track_running_stats)
-                   for layer in self.layers[0])
+                   for layer, *_ in self.columns)
 
     def __call__(self, x, shared=True, frozen=False):
         """Outputs of all T models stacked on dim 0: x [B, ...] given to every model (shared) or [T, B, ...].
@@ -166,10 +156,10 @@ class GroupedSequential:
         channels_last = self.channels_last if self.channels_last is not None else x.device.type == "cpu"
         updates = []  # batch-norm statistics, copied into the models once the whole forward has run
         for index, act in self.plan:
-            layer = self.layers[0][index]
-            if channels_last and x.dim() == 4 and isinstance(layer, _CONV_2D):
+            column = self.columns[index]
+            if channels_last and x.dim() == 4 and isinstance(column[0], _CONV_2D):
                 x = x.contiguous(memory_format=torch.channels_last)
-            x, shared, rank = self._layer(layer, self.columns[index], x, shared, rank, frozen, act, updates)
+            x, shared, rank = self._layer(column[0], column, x, shared, rank, frozen, act, updates)
         _write_back(updates)
         if shared:
             return x.unsqueeze(0).expand(count, *x.shape)
@@ -194,47 +184,39 @@ class GroupedSequential:
         if isinstance(layer, nn.Linear):
             if rank != 2:
                 raise GroupingUnsupported(f"{type(layer).__name__} on a rank-{rank} input")
-            keep_bias = not isinstance(layer, LinearAct) and act is None
+            if isinstance(layer, LinearAct):
+                act = (layer.act, layer.alpha, layer.gain, layer.clamp)
+            in_layer = act is None and column[0].bias is not None  # the layer adds its bias (else bias_act does)
             if not shared and x.device.type in _GEMM_LOOP_DEVICES:
                 # A loop of GEMMs on strided slices, joined by one cat, with each model's own parameters: MKL's bmm
                 # is ~1.3x slower than T GEMMs here, and its [T, B, out] result needs a transposing copy (unbind's
                 # backward stacks the input gradients in one op).
                 parts = x.unflatten(1, (count, -1)).unbind(1)
-                y = torch.cat([F.linear(part, _own(m.weight, frozen), _own(m.bias, frozen) if keep_bias else None)
+                y = torch.cat([F.linear(part, _own(m.weight, frozen), _own(m.bias, frozen) if in_layer else None)
                                for m, part in zip(column, parts)], dim=1)
-                if act is not None or isinstance(layer, LinearAct):
-                    bias = _stack(column, "bias", frozen)
-                    bias = bias.flatten() if bias is not None else None
-                    spec = act if act is not None else (layer.act, layer.alpha, layer.gain, layer.clamp)
-                    y = bias_act(y, bias, *spec, dim=1)
-                return y, False, 2
-            weight = _stack(column, "weight", frozen)  # [T, out, in]
-            bias = _stack(column, "bias", frozen)
-            if shared:
-                y = F.linear(x, weight.flatten(0, 1), bias.flatten() if bias is not None and keep_bias else None)
+            elif shared:
+                y = F.linear(x, _stack(column, "weight", frozen).flatten(0, 1),
+                             _stack(column, "bias", frozen, flat=True) if in_layer else None)
             else:
+                weight = _stack(column, "weight", frozen)  # [T, out, in]
                 y = torch.bmm(x.unflatten(1, (count, -1)).transpose(0, 1), weight.transpose(1, 2))  # [T, B, out]
                 y = y.transpose(0, 1).flatten(1)
-                if bias is not None and keep_bias:
-                    y = y + bias.flatten()
-            if isinstance(layer, LinearAct):
-                y = bias_act(y, bias.flatten() if bias is not None else None, layer.act, layer.alpha, layer.gain,
-                             layer.clamp, dim=1)
-            elif act is not None:
-                y = bias_act(y, bias.flatten() if bias is not None else None, *act, dim=1)
+                if in_layer:
+                    y = y + _stack(column, "bias", frozen, flat=True)
+            if act is not None:
+                y = bias_act(y, _stack(column, "bias", frozen, flat=True), *act, dim=1)
             return y, False, 2
         if type(layer) in _CONV or isinstance(layer, Conv2dAct):
             spatial = 2 if isinstance(layer, Conv2dAct) else _CONV.index(type(layer)) + 1
             if rank != spatial + 2:
                 raise GroupingUnsupported(f"{type(layer).__name__} on a rank-{rank} input")
+            if isinstance(layer, Conv2dAct):
+                act = (layer.act, layer.alpha, layer.gain, layer.clamp)
             weight = _stack(column, "weight", frozen).flatten(0, 1)  # [T*out, in/groups, *k]
-            bias = _stack(column, "bias", frozen)
-            bias = bias.flatten() if bias is not None else None
+            bias = _stack(column, "bias", frozen, flat=True)
             groups = layer.groups if shared else layer.groups * count
             if shared and layer.groups > 1:
                 x, groups = _repeat(x, count), layer.groups * count
-            if isinstance(layer, Conv2dAct):
-                act = (layer.act, layer.alpha, layer.gain, layer.clamp)
             y = _CONV_FN[spatial](x, weight, None if act else bias, layer.stride, layer.padding, layer.dilation, groups)
             if act:
                 y = bias_act(y, bias, *act, dim=1)
@@ -249,8 +231,7 @@ class GroupedSequential:
                 if shared:
                     x = _repeat(x, count)
                 weight, groups = _stack(column, "weight", frozen).flatten(0, 1), layer.groups * count
-            bias = _stack(column, "bias", frozen)
-            y = _CONV_T_FN[spatial](x, weight, bias.flatten() if bias is not None else None, layer.stride,
+            y = _CONV_T_FN[spatial](x, weight, _stack(column, "bias", frozen, flat=True), layer.stride,
                                     layer.padding, layer.output_padding, groups, layer.dilation)
             return y, False, rank
         if type(layer) in _BATCH_NORM:
@@ -258,16 +239,14 @@ class GroupedSequential:
                 raise GroupingUnsupported(f"{type(layer).__name__} on a rank-{rank} input")
             return _batch_norm(layer, column, _repeat(x, count) if shared else x, frozen, updates), False, rank
         if isinstance(layer, BiasAct):
-            bias = _stack(column, "bias", frozen)
-            if bias is not None and rank < 2:
-                raise GroupingUnsupported("BiasAct with a bias on a rank-1 input")
-            if bias is not None and shared:
-                x, shared = _repeat(x, count), False
-            dim = 1 if layer.dim == 1 or rank == 2 else None
-            if dim is None and bias is not None:
-                raise GroupingUnsupported(f"BiasAct(dim={layer.dim}) on a rank-{rank} input")
-            return bias_act(x, bias.flatten() if bias is not None else None, layer.act, layer.alpha, layer.gain,
-                            layer.clamp, dim=1), shared, rank
+            bias = _stack(column, "bias", frozen, flat=True)
+            if bias is not None:
+                # The bias runs along the grouped dimension 1: a channel dim (dim=1), or the features of [B, F].
+                if rank < 2 or (layer.dim != 1 and rank != 2):
+                    raise GroupingUnsupported(f"BiasAct(dim={layer.dim}) with a bias on a rank-{rank} input")
+                if shared:
+                    x, shared = _repeat(x, count), False
+            return bias_act(x, bias, layer.act, layer.alpha, layer.gain, layer.clamp, dim=1), shared, rank
         raise GroupingUnsupported(f"no grouped form for {type(layer).__name__}")
 
 
@@ -275,14 +254,18 @@ def _own(tensor, frozen):
     return tensor.detach() if frozen and tensor is not None else tensor
 
 
-def _stack(column, name, frozen, dim=0):
+def _stack(column, name, frozen, dim=0, flat=False):
+    """The models' `name` tensors stacked on `dim` (flat: as one [T*n] vector, for biases and affine weights), or
+    None where the layer has none."""
     tensors = [getattr(layer, name) for layer in column]
     if tensors[0] is None:
         return None
     if frozen:
         with torch.no_grad():  # one op, rather than a detach per component
-            return torch.stack(tensors, dim)
-    return torch.stack(tensors, dim)
+            stacked = torch.stack(tensors, dim)
+    else:
+        stacked = torch.stack(tensors, dim)
+    return stacked.flatten() if flat else stacked
 
 
 def _to_grouped(x):
@@ -333,14 +316,13 @@ def _unflatten(layer, x, shared, rank, count):
 
 def _batch_norm(layer, column, x, frozen, updates):
     training = layer.training or not layer.track_running_stats
-    weight = _stack(column, "weight", frozen)
-    bias = _stack(column, "bias", frozen)
+    weight = _stack(column, "weight", frozen, flat=True)
+    bias = _stack(column, "bias", frozen, flat=True)
     running = None
     if layer.track_running_stats:
         running = (torch.cat([bn.running_mean for bn in column]), torch.cat([bn.running_var for bn in column]))
-    y = F.batch_norm(x, running[0] if running else None, running[1] if running else None,
-                     weight.flatten() if weight is not None else None, bias.flatten() if bias is not None else None,
-                     training, layer.momentum, layer.eps)
+    y = F.batch_norm(x, running[0] if running else None, running[1] if running else None, weight, bias, training,
+                     layer.momentum, layer.eps)
     if running is not None and layer.training:
         updates.append((column, running))
     return y

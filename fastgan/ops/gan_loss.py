@@ -127,18 +127,10 @@ class GanLossBackward(torch.autograd.Function):
 def _hessian(real, fake, grad, config):
     """_derivatives' (s_r, s_f, h_rr, h_ff, h_rf) without a graph: s from the forward kernel's gradient buffer
     (the same values), h None where it is identically zero (hinge, wasserstein), so nothing is computed for it."""
-    kind, player, reduction, a, b, c = config
     n_real = 0 if real is None else real.numel()
     s_r, s_f = (grad[:n_real] if n_real else None), grad[n_real:]
-    if kind in (KINDS["hinge"], KINDS["wasserstein"]):
+    if config[0] in (KINDS["hinge"], KINDS["wasserstein"]):
         return s_r, s_f, None, None, None
-    if kind == KINDS["lsgan"]:  # constant curvature: the reduction's scale
-        scale_f = 1.0 / s_f.numel() if reduction == REDUCTIONS["mean"] else 1.0
-        scale_r = 1.0 / n_real if reduction == REDUCTIONS["mean"] and n_real else 1.0
-        if reduction == REDUCTIONS["mean"] and is_paired(kind, player, reduction):
-            scale_r = scale_f
-        h_rr = torch.full_like(s_r, scale_r) if n_real and player == PLAYERS["d"] else None
-        return s_r, s_f, h_rr, torch.full_like(s_f, scale_f), None
     _, _, h_rr, h_ff, h_rf = _derivatives(real, fake, config)
     return s_r, s_f, h_rr, h_ff, h_rf
 

@@ -32,7 +32,8 @@ NaN losses instead. Saved for backward: the inputs (no copies) and the 2 x (T_d 
 import torch
 
 from fastgan import _ext, backends
-from fastgan.ops._common import acc_dtype, check_choice, check_same_device, check_tensor, compiling
+from fastgan.ops._common import (acc_dtype, check_choice, check_same_device, check_tensor, compiling,
+                                 functorch_active)
 from fastgan.ops.gan_loss import KINDS, gan_loss_reference
 
 REGULARIZERS = {None: 0, "mean_neg_log": 1, "entropy": 2}
@@ -164,7 +165,7 @@ def mixture_gan_loss(real_logits, fake_logits, g_weight_logits, d_weight_logits,
     if backend != "cpp" and device.type == "cpu":  # the C++ kernel checks this itself, for free
         _check_finite(g_weight_logits, "g_weight_logits")
         _check_finite(d_weight_logits, "d_weight_logits")
-    if backend == "reference":
+    if backend == "reference" or functorch_active():  # torch.func transforms differentiate the reference
         real = real_logits if has_real else fake_logits.new_zeros(td, batch)
         d_loss, g_loss = mixture_gan_loss_reference(real, fake_logits, g_weight_logits, d_weight_logits, kind,
                                                     regularizer, reg_weight, a, b, c)
@@ -193,7 +194,7 @@ def _fast_path(real, fake, g_logits, d_logits, config):
     that mixture_gan_loss's full checks run and raise their own messages."""
     loss = _ExtensionKernels.loss
     try:
-        if (loss is None or real is None or not torch.is_grad_enabled() or compiling()
+        if (loss is None or real is None or not torch.is_grad_enabled() or compiling() or functorch_active()
                 or not (real.requires_grad or fake.requires_grad or g_logits.requires_grad or d_logits.requires_grad)
                 or not (real.is_contiguous() and fake.is_contiguous())
                 or g_logits.dtype != acc_dtype(fake.dtype) or d_logits.dtype != g_logits.dtype

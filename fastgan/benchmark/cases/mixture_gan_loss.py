@@ -132,13 +132,13 @@ def _components(shape, device, dtype):
     return [m.to(device, dtype) for m in gens], [m.to(device, dtype) for m in crits]
 
 
-STEP_VARIANTS = {"looped": False, "batched": None, "vmap": "vmap", "batched_cl": None, "batched_nchw": None}
+STEP_VARIANTS = {"looped": False, "batched": None, "vmap": "vmap", "batched_cl": None}
 
 
 def step_runs(shape, device, dtype, mode, variants=("looped", "batched", "vmap"), channels_last=False):
     """{variant: callable doing one D or G step (loss and backward) of a MixtureGAN} for variants of
-    STEP_VARIANTS (looped, batched = grouped, vmap, and batched_cl / batched_nchw: grouped with channels_last
-    convolutions forced on / off). channels_last: the models and the real batch in that layout."""
+    STEP_VARIANTS (looped, batched = grouped, vmap, and batched_cl: grouped with channels_last convolutions forced
+    on). channels_last: the models and the real batch in that layout."""
     from fastgan.mix import MixtureGAN
 
     t, batch, channels, image = shape
@@ -151,7 +151,7 @@ def step_runs(shape, device, dtype, mode, variants=("looped", "batched", "vmap")
     z = torch.randn(batch, 64, device=device, dtype=dtype)
     runs = {}
     for name in variants:
-        layout = {"batched_cl": True, "batched_nchw": False}.get(name)
+        layout = True if name == "batched_cl" else None
         mix = MixtureGAN(gens, crits, batched=STEP_VARIANTS[name], channels_last=layout).to(device)
 
         def run(mix=mix):

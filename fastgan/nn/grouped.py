@@ -119,8 +119,8 @@ class GroupedSequential:
         modules: the T models (``supports(modules)`` must hold; they must also share an architecture, which the
             caller checks, e.g. with fastgan.mix.same_architecture).
         channels_last: run 2-d convolutions on channels_last activations. None (default): on CPU only, where
-            oneDNN's grouped convolutions are about twice as fast in that layout (measured on this project's 2-core
-            Xeon: 32x64 channels, 16x16, batch 384, T = 5: 73 ms NCHW vs 33 ms channels_last).
+            oneDNN's grouped convolutions ran faster in that layout (an ad-hoc comparison on the dev machine;
+            MixtureGAN(channels_last=...) sets it).
     """
 
     def __init__(self, modules, channels_last=None):

@@ -20,6 +20,7 @@ Targets: CPU loss >= 5x the vectorised eager version, batched step >= 1.3x loope
 CSV, markdown and plots under bench/results/<device-name>/mixgan_*. Triton is never timed on CPU (the interpreter is not a benchmark).
 """
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -101,6 +102,8 @@ def cpu_time(runs, rounds, number=300):
     """{impl: median over rounds of the calling thread's CPU time per call, in us}, one intra-op thread."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    collecting = gc.isenabled()
+    gc.disable()  # as timeit (and so the wall-clock timings) does: a collection is not the op's work
     try:
         times = {name: [] for name in runs}
         for fn in runs.values():
@@ -114,6 +117,8 @@ def cpu_time(runs, rounds, number=300):
                 times[name].append((time.thread_time() - start) / number * 1e6)
     finally:
         torch.set_num_threads(threads)
+        if collecting:
+            gc.enable()
     return {name: statistics.median(values) for name, values in times.items()}
 
 

@@ -196,6 +196,11 @@ def test_backend_selection_and_errors(monkeypatch):
     monkeypatch.setenv("FASTGAN_BACKEND", "bogus")
     with pytest.raises(ValueError, match="FASTGAN_BACKEND"):
         fastgan.get_backend()
+    # Read on every call (from os.environ's own dict): unset or empty means auto again.
+    monkeypatch.setenv("FASTGAN_BACKEND", "")
+    assert fastgan.get_backend() == "auto"
+    monkeypatch.delenv("FASTGAN_BACKEND")
+    assert fastgan.get_backend() == "auto"
 
 
 def test_auto_picks_cpp_on_cpu():

@@ -16,6 +16,7 @@ default medium: 5 components at 32x32, B = 32). The targets are then
 re-timed interleaved (--rounds rounds of every implementation in turn, median of the rounds' medians; the steps one
 call per round): on a shared, busy machine that keeps load changes from landing on one side of a ratio. On CPU the
 CPU time of the calling thread with one intra-op thread is reported too (the work alone, without thread-pool waits).
+On CUDA the steps are timed twice, with cuDNN's default algorithm choice and with torch.backends.cudnn.benchmark.
 Targets: CPU loss >= 5x the vectorised eager version, batched step >= 1.3x looped; GPU >= 5x and >= 2x. Writes JSON,
 CSV, markdown and plots under bench/results/<device-name>/mixgan_*. Triton is never timed on CPU (the interpreter is not a benchmark).
 """
@@ -152,30 +153,49 @@ def targets(device, dtype, rounds, echo=print, steps=True):
             lines.append(f"    CPU time, 1 thread: eager {c['eager']:.0f} us, {fast} {c[fast]:.0f} us: {ratio:.2f}x "
                          f"(target >= {loss_target:.0f}x: {'met' if ratio >= loss_target else 'MISSED'})")
     shape = tuple(map(int, STEP_LABEL.split("x")))
-    for step in ("d_step", "g_step") if steps else ():
-        variants = ("looped", "batched", "vmap") + (("batched_cl",) if device == "cuda" else ())
-        runs = mix_cases.step_runs(shape, device, dtype, step, variants)
-        if device == "cpu":
-            # The grouped model runs its convolutions channels_last on CPU; the user's own models converted to
-            # channels_last and looped show how much of the gain is the layout alone.
-            runs["looped_cl"] = mix_cases.step_runs(shape, device, dtype, step, ("looped",), channels_last=True)["looped"]
-        t = interleaved(runs, device, rounds, single=device == "cpu")
-        ratio = t["looped"] / t["batched"]
-        lines.append(f"  MixtureGAN {step} (5 DCGANs 32x32 width 32, B=64), wall clock: looped {t['looped']:.1f} ms, "
-                     f"batched {t['batched']:.1f} ms: {ratio:.2f}x (target >= {step_target}x: "
-                     f"{'met' if ratio >= step_target else 'MISSED'}); vmap {t['vmap']:.1f} ms "
-                     f"({t['looped'] / t['vmap']:.2f}x)"
-                     + (f"; batched channels_last {t['batched_cl']:.1f} ms ({t['looped'] / t['batched_cl']:.2f}x)"
-                        if "batched_cl" in t else "")
-                     + (f"; looped channels_last models {t['looped_cl']:.1f} ms (batched "
-                        f"{t['looped_cl'] / t['batched']:.2f}x of it)" if "looped_cl" in t else ""))
-        if device == "cpu":
-            # The work alone, without thread-pool waits: the convolutions dominate and cost the same arithmetic
-            # batched or looped.
-            c = cpu_time({name: runs[name] for name in ("looped", "batched")}, max(1, rounds // 2), number=1)
-            lines.append(f"    CPU time, 1 thread: looped {c['looped'] / 1e3:.1f} ms, batched {c['batched'] / 1e3:.1f} "
-                         f"ms: {c['looped'] / c['batched']:.2f}x")
+    # On CUDA the steps are timed twice: with cuDNN's default algorithm choice, and with torch.backends.cudnn.benchmark
+    # (which GAN training scripts often set), because grouped convolutions can be slower than separate ones under
+    # the default choice (pytorch/pytorch#73764) and the autotuner may pick differently.
+    autotune_modes = (False, True) if device == "cuda" else (None,)
+    step_cases = [(step, autotune) for autotune in autotune_modes for step in (("d_step", "g_step") if steps else ())]
+    default_autotune = torch.backends.cudnn.benchmark
+    try:
+        for step, autotune in step_cases:
+            if autotune is not None:
+                torch.backends.cudnn.benchmark = autotune
+            _time_step(lines, step, shape, device, dtype, rounds, step_target,
+                       " [cudnn.benchmark]" if autotune else "")
+    finally:
+        torch.backends.cudnn.benchmark = default_autotune
     return list(lines)
+
+
+def _time_step(lines, step, shape, device, dtype, rounds, step_target, tag):
+    """One MixtureGAN step's target line (and on CPU its CPU-time line), batched vs looped, interleaved."""
+    variants = ("looped", "batched", "vmap") + (("batched_cl",) if device == "cuda" else ())
+    runs = mix_cases.step_runs(shape, device, dtype, step, variants)
+    if device == "cpu":
+        # The grouped model runs its convolutions channels_last on CPU; the user's own models converted to
+        # channels_last and looped show how much of the gain is the layout alone.
+        runs["looped_cl"] = mix_cases.step_runs(shape, device, dtype, step, ("looped",), channels_last=True)["looped"]
+    t = interleaved(runs, device, rounds, single=device == "cpu")
+    ratio = t["looped"] / t["batched"]
+    count, batch, _, image = shape
+    lines.append(f"  MixtureGAN {step}{tag} ({count} DCGANs {image}x{image}, B={batch}), wall clock: looped "
+                 f"{t['looped']:.1f} ms, "
+                 f"batched {t['batched']:.1f} ms: {ratio:.2f}x (target >= {step_target}x: "
+                 f"{'met' if ratio >= step_target else 'MISSED'}); vmap {t['vmap']:.1f} ms "
+                 f"({t['looped'] / t['vmap']:.2f}x)"
+                 + (f"; batched channels_last {t['batched_cl']:.1f} ms ({t['looped'] / t['batched_cl']:.2f}x)"
+                    if "batched_cl" in t else "")
+                 + (f"; looped channels_last models {t['looped_cl']:.1f} ms (batched "
+                    f"{t['looped_cl'] / t['batched']:.2f}x of it)" if "looped_cl" in t else ""))
+    if device == "cpu":
+        # The work alone, without thread-pool waits: the convolutions dominate and cost the same arithmetic
+        # batched or looped.
+        c = cpu_time({name: runs[name] for name in ("looped", "batched")}, max(1, rounds // 2), number=1)
+        lines.append(f"    CPU time, 1 thread: looped {c['looped'] / 1e3:.1f} ms, batched {c['batched'] / 1e3:.1f} "
+                     f"ms: {c['looped'] / c['batched']:.2f}x")
 
 
 class _Lines(list):

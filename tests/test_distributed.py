@@ -4,6 +4,7 @@ steps with the same parameters as one process on the whole batch, for wgan-gp wi
 import os
 import socket
 import tempfile
+import warnings
 
 import pytest
 import torch
@@ -90,8 +91,9 @@ def _worker(rank, port, path):
             gathered = [torch.empty_like(flat) for _ in range(WORLD)]
             dist.all_gather(gathered, flat)
             results[f"{kind}/{method}"] = gathered
-        if rank == 0:
-            torch.save(results, path)
+        if rank == 0:  # written whole or not at all: the fixture reads a partial file as no file
+            torch.save(results, path + ".part")
+            os.replace(path + ".part", path)
     finally:
         dist.destroy_process_group()
 
@@ -108,7 +110,16 @@ def ddp_results():
         pytest.fail("torch.distributed with gloo is needed for this test")
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "params.pt")
-        mp.spawn(_worker, args=(_free_port(), path), nprocs=WORLD, join=True)
+        try:
+            mp.spawn(_worker, args=(_free_port(), path), nprocs=WORLD, join=True)
+        except mp.ProcessExitedException as error:
+            # Rank 0 writes the file only after gathering every rank's parameters, so with the file in place all
+            # training and communication had finished: the worker died in process teardown (seen once in CI: a
+            # SIGABRT, "terminate called without an active exception", from a thread left at exit), not in the
+            # code under test. Without the file the crash is reported.
+            if not os.path.exists(path):
+                raise
+            warnings.warn(f"a DDP worker crashed after its work was done and gathered: {error}")
         return torch.load(path)
 
 

@@ -11,7 +11,7 @@ import torch
 from fastgan.data import load_dataset
 from fastgan.metrics import digits as digits_mod
 from fastgan.metrics import digits_metrics, frechet_distance, gaussian_stats, mode_metrics
-from fastgan.train.plots import save_image_grid, save_loss_curves, save_scatter
+from fastgan.train.plots import component_series, save_image_grid, save_loss_curves, save_scatter
 
 
 # ---- 2D mode coverage --------------------------------------------------------------------------------------------
@@ -179,3 +179,18 @@ def test_save_loss_curves(tmp_path):
     assert _is_png(save_loss_curves(records, tmp_path / "b.png"))
     with pytest.raises(ValueError, match="no numeric"):
         save_loss_curves([{"step": 1, "note": "x"}], tmp_path / "c.png")
+
+
+def test_loss_curves_draw_per_component_series_in_one_panel(tmp_path):
+    # MIX+GAN logs each mixture weight as its own series (g_weight.0, ...): one panel per player, not per weight.
+    from PIL import Image
+
+    records = [{"step": i, "loss_d": 0.5, **{f"g_weight.{k}": 0.2 + 0.01 * k * i for k in range(5)},
+                **{f"d_weight.{k}": 0.2 for k in range(5)}} for i in range(10)]
+    grouped = save_loss_curves(records, tmp_path / "grouped.png")
+    apart = save_loss_curves([{"step": r["step"], **{k.replace(".", "_"): v for k, v in r.items() if k != "step"}}
+                              for r in records], tmp_path / "apart.png")
+    with Image.open(grouped) as one_row, Image.open(apart) as four_rows:
+        assert one_row.height < four_rows.height / 2  # 3 panels in one row vs 11 panels in four
+    assert component_series("g_weight.3") == ("g_weight", 3)
+    assert component_series("eval.modes_covered") is None and component_series("loss_d") is None

@@ -71,6 +71,19 @@ def test_every_recipe_on_builtin_data(tmp_path, recipe, data):
     assert config["recipe"] == recipe and config["steps"] == 2 and config["batch_size"] == 16
 
 
+def test_mixgan_logs_every_mixture_weight(tmp_path, capsys):
+    out = train(tmp_path, "mixgan", "ring8", 2, "--mixtures", "3")
+    summary = capsys.readouterr().out
+    last = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()
+            if "loss_d" in line][-1]
+    for player in ("g", "d"):
+        weights = [last[f"{player}_weight.{i}"] for i in range(3)]
+        assert f"{player}_weight.3" not in last
+        assert abs(sum(weights) - 1) < 1e-4 and all(0 < w < 1 for w in weights)  # a softmax, rounded to 6 digits
+        assert f"{player}_weight [" in summary  # the summary lists them together
+    assert "g_weight.0" not in summary
+
+
 @pytest.mark.parametrize("recipe", ["wgan-gp", "dcgan", "mixgan"])
 def test_recipes_on_folder_and_npy_data(tmp_path, image_folder, npy_points, recipe):
     out = train(tmp_path, recipe, image_folder, name="folder")

@@ -260,12 +260,22 @@ def run(args) -> int:
 
 
 def summary(run_dir: Path, config: dict, result: dict) -> str:
+    from .plots import component_series
+
     lines = [f"run folder: {run_dir}"]
     steps, elapsed = result["step"], result["elapsed_s"]
     lines.append(f"{config['recipe']} on {config['data']}: {steps} steps in {elapsed:.1f} s"
                  + (f" ({steps / elapsed:.1f} steps/s)" if elapsed > 0 else ""))
     if result.get("losses"):
-        lines.append("losses: " + ", ".join(f"{k} {v:.4g}" for k, v in result["losses"].items()))
+        parts, components = [], {}
+        for k, v in result["losses"].items():
+            component = component_series(k)
+            if component:  # per-component series (mixture weights): one bracketed list per name
+                components.setdefault(component[0], []).append((component[1], v))
+            else:
+                parts.append(f"{k} {v:.4g}")
+        parts += [f"{name} [{' '.join(f'{v:.3g}' for _, v in sorted(values))}]" for name, values in components.items()]
+        lines.append("losses: " + ", ".join(parts))
     if result.get("eval"):
         lines.append("metrics: " + format_metrics(result["eval"]))
     return "\n".join(lines)

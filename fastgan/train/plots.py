@@ -144,12 +144,20 @@ def _flatten(rec: dict, prefix: str = "") -> dict:
     return out
 
 
+def component_series(key: str) -> tuple[str, int] | None:
+    """(name, index) for a per-component series key ``name.<index>`` (e.g. ``g_weight.3``), else None."""
+    name, dot, index = key.rpartition(".")
+    return (name, int(index)) if dot and name and index.isdigit() else None
+
+
 def save_loss_curves(metrics, path, max_panels: int = 12) -> Path:
     """Plot every numeric series in ``metrics`` (a ``metrics.jsonl`` path or a list of dicts) against the step.
 
     The x axis is the first of ``step``/``iteration``/``iter``/``it``/``epoch`` present in a record, else its
-    index. Each key gets a panel (nested dicts become ``a.b`` keys); keys with "loss" in their name come first.
-    Series may be sparse (evaluation metrics every k steps). Raises ValueError if there is nothing to plot.
+    index. Each key gets a panel (nested dicts become ``a.b`` keys), except per-component series ``name.0``,
+    ``name.1``, ... (MIX+GAN's mixture weights), which share one panel ``name`` with a line per component; keys
+    with "loss" in their name come first. Series may be sparse (evaluation metrics every k steps). Raises
+    ValueError if there is nothing to plot.
     """
     records = read_metrics(metrics)
     series: dict[str, tuple[list, list]] = {}
@@ -165,15 +173,24 @@ def save_loss_curves(metrics, path, max_panels: int = 12) -> Path:
     if not series:
         src = str(metrics) if isinstance(metrics, (str, os.PathLike)) else "the records"
         raise ValueError(f"no numeric metrics to plot in {src}")
-    keys = sorted(series, key=lambda k: ("loss" not in k.lower(), k))[:max_panels]
-    ncols = min(3, len(keys))
-    nrows = math.ceil(len(keys) / ncols)
+    panels: dict[str, list[tuple[int | None, str]]] = {}  # panel title -> (component index, series key)
+    for k in series:
+        component = component_series(k)
+        title, index = component if component else (k, None)
+        panels.setdefault(title, []).append((index, k))
+    titles = sorted(panels, key=lambda k: ("loss" not in k.lower(), k))[:max_panels]
+    ncols = min(3, len(titles))
+    nrows = math.ceil(len(titles) / ncols)
     fig = _figure((4 * ncols, 2.6 * nrows))
-    for j, k in enumerate(keys):
+    for j, title in enumerate(titles):
         ax = fig.add_subplot(nrows, ncols, j + 1)
-        xs, ys = series[k]
-        ax.plot(xs, ys, lw=1, marker="." if len(xs) < 50 else None)
-        ax.set_title(k, fontsize=9)
+        members = sorted(panels[title], key=lambda m: -1 if m[0] is None else m[0])
+        for index, k in members:
+            xs, ys = series[k]
+            ax.plot(xs, ys, lw=1, marker="." if len(xs) < 50 else None, label=None if index is None else str(index))
+        if len(members) > 1 and len(members) <= 10:
+            ax.legend(fontsize=6, ncol=min(5, len(members)), loc="best")
+        ax.set_title(title, fontsize=9)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     fig.tight_layout()

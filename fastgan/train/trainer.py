@@ -28,6 +28,7 @@ from torch import nn
 
 from . import ddp
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from .plots import component_series
 from .recipes import get_recipe
 from .recipes._common import unwrap
 
@@ -449,7 +450,8 @@ class Trainer:
                     self._write_metrics({"step": done, **{k: round(v, 6) for k, v in means.items()},
                                          "it_s": round(rate, 3), "elapsed_s": round(self.elapsed, 3)})
                     if bar is not None:
-                        bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()}, refresh=False)
+                        bar.set_postfix({k: f"{v:.3g}" for k, v in means.items() if not component_series(k)},
+                                        refresh=False)  # per-component series (mixture weights) only in the files
                     sums, counts = {}, {}
                     t_log, step_log = now, done
                 if self.main and (done % cfg["eval_every"] == 0 or is_last):

@@ -91,4 +91,8 @@ def train_step(run):
     with run.autocast():
         loss_g = mix.g_loss(run.z())  # critics held fixed
     run.update(run.opt_g, loss_g)
-    return {"loss_d": loss_d, "loss_g": loss_g, "g_weight_min": mix.g_weights.min()}
+    # Every component's weight, one series each (g_weight.0, ...): the loss-curve figure draws each player's
+    # weights in one panel, so a collapsing mixture shows.
+    weights = {f"g_weight.{i}": w for i, w in enumerate(mix.g_weights.unbind())}
+    weights.update({f"d_weight.{j}": w for j, w in enumerate(mix.d_weights.unbind())})
+    return {"loss_d": loss_d, "loss_g": loss_g, "g_weight_min": mix.g_weights.min(), **weights}

@@ -159,6 +159,19 @@ def test_save_scatter(tmp_path):
     assert _is_png(out)
 
 
+def test_save_scatter_colours_groups(tmp_path):
+    from PIL import Image
+
+    d = load_dataset("ring8", n=500)
+    samples, groups = torch.randn(300, 2), torch.arange(300) % 3
+    plain = save_scatter(samples, d.tensor, tmp_path / "plain.png")
+    coloured = save_scatter(samples, d.tensor, tmp_path / "groups.png", groups=groups, group_labels=["a", "b", "c"])
+    with Image.open(plain) as a, Image.open(coloured) as b:
+        assert a.size == b.size and a.tobytes() != b.tobytes()
+    with pytest.raises(ValueError, match="groups must have one entry per sample"):
+        save_scatter(samples, d.tensor, tmp_path / "bad.png", groups=groups[:10])
+
+
 @pytest.mark.parametrize("shape", [(10, 1, 8, 8), (5, 3, 16, 16), (4, 12, 12)])
 def test_save_image_grid(tmp_path, shape):
     from PIL import Image

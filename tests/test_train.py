@@ -84,6 +84,28 @@ def test_mixgan_logs_every_mixture_weight(tmp_path, capsys):
     assert "g_weight.0" not in summary
 
 
+def test_mixgan_sample_groups_name_the_generator_of_each_row():
+    from torch import nn
+
+    mixgan = get_recipe("mixgan")
+
+    class Constant(nn.Module):  # a generator whose samples say which member drew them
+        def __init__(self, index):
+            super().__init__()
+            self.index = index
+
+        def forward(self, z):
+            return torch.full((len(z), 2), float(self.index))
+
+    G = mixgan.module.Mixture([Constant(i) for i in range(4)])
+    with torch.no_grad():
+        G.logits.copy_(torch.tensor([0.0, 1.0, -1.0, 0.5]))
+    for n in (1, 7, 100):
+        groups, labels = mixgan.sample_groups(G, n)
+        assert torch.equal(groups, G(torch.zeros(n, 3))[:, 0].long())
+        assert len(labels) == 4 and labels[1].startswith("G1")
+
+
 @pytest.mark.parametrize("recipe", ["wgan-gp", "dcgan", "mixgan"])
 def test_recipes_on_folder_and_npy_data(tmp_path, image_folder, npy_points, recipe):
     out = train(tmp_path, recipe, image_folder, name="folder")

@@ -37,21 +37,37 @@ def _numpy(x, name: str) -> np.ndarray:
     return np.asarray(x, dtype=np.float32)
 
 
-def save_scatter(samples, real, path, title: str | None = None, max_points: int = 5000) -> Path:
+def save_scatter(samples, real, path, title: str | None = None, max_points: int = 5000, groups=None,
+                 group_labels=None) -> Path:
     """Scatter of generated 2D ``samples`` [N, 2] (green) over ``real`` [M, 2] (orange), as gan_toy.py draws them.
 
     The axes are fixed by the real data (plus a margin), so frames of a run line up; at most ``max_points`` of
-    each set are drawn.
+    each set are drawn. ``groups`` ([N] integers, e.g. the MIX+GAN component that drew each sample) colours the
+    generated points by group instead, with ``group_labels[g]`` in the legend.
     """
     s, r = _numpy(samples, "samples"), _numpy(real, "real")
     for a, nm in ((s, "samples"), (r, "real")):
         if a.ndim != 2 or a.shape[1] != 2:
             raise ValueError(f"{nm} must have shape [N, 2], got {a.shape}")
+    if groups is not None:
+        groups = np.asarray(_numpy(groups, "groups") if isinstance(groups, torch.Tensor) else groups).astype(int)
+        if groups.shape != (len(s),):
+            raise ValueError(f"groups must have one entry per sample ({len(s)}), got shape {groups.shape}")
+        groups = groups[:max_points]
     s, r = s[:max_points], r[:max_points]
     fig = _figure((5, 5))
     ax = fig.add_subplot(1, 1, 1)
     ax.scatter(r[:, 0], r[:, 1], s=2, c="tab:orange", alpha=0.5, label="real", linewidths=0)
-    ax.scatter(s[:, 0], s[:, 1], s=2, c="tab:green", alpha=0.5, label="generated", linewidths=0)
+    if groups is None:
+        ax.scatter(s[:, 0], s[:, 1], s=2, c="tab:green", alpha=0.5, label="generated", linewidths=0)
+    else:
+        colours = ["tab:blue", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray",
+                   "tab:olive", "tab:cyan", "black"]  # tab10 without the real points' orange
+        for g in np.unique(groups):
+            label = group_labels[g] if group_labels is not None and g < len(group_labels) else f"group {g}"
+            pts = s[groups == g]
+            ax.scatter(pts[:, 0], pts[:, 1], s=2, c=colours[g % len(colours)], alpha=0.6, label=label,
+                       linewidths=0)
     if len(r):
         lo, hi = r.min(0), r.max(0)
         pad = 0.15 * float((hi - lo).max()) + 1e-3

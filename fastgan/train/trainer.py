@@ -262,9 +262,14 @@ def save_samples_picture(G, config, dataset, device, path: Path, title: str | No
 
     g = torch.Generator().manual_seed(config["seed"] + _EVAL_SEED_OFFSET + 1)
     if dataset.kind == "2d":
-        samples = generate(G, config, 2000, g, device)
-        real = dataset.sample(2000, torch.Generator().manual_seed(config["seed"] + _EVAL_SEED_OFFSET + 2))
-        return save_scatter(samples, real, path, title=title)
+        n = 2000
+        samples = generate(G, config, n, g, device, batch=n)  # one call, so sample_groups describes its rows
+        real = dataset.sample(n, torch.Generator().manual_seed(config["seed"] + _EVAL_SEED_OFFSET + 2))
+        groups = labels = None
+        recipe = get_recipe(config["recipe"])
+        if recipe.sample_groups is not None:
+            groups, labels = recipe.sample_groups(unwrap(G), n)
+        return save_scatter(samples, real, path, title=title, groups=groups, group_labels=labels)
     samples = generate(G, config, 64, g, device)
     return save_image_grid(samples, path, nrow=8)
 

@@ -8,9 +8,10 @@ A recipe is a module with:
 * ``train_step(run) -> dict``: one generator step (with its critic steps), returning the losses to log;
 * optionally ``BATCH_SIZE`` ({kind: size}), ``MODEL_OPTIONS`` ({kind: options for the model builder, such as
   ``critic_batch_norm`` or ``spectral_norm``}), ``build_models(make_g, make_d, config)`` (e.g. MIX+GAN's
-  mixtures), ``generate(G, z)`` (how a trained generator turns latents into samples) and ``DDP_WRAP = False``
-  for a recipe whose losses do not go through the models' forward (the trainer then averages the gradients over
-  processes itself).
+  mixtures), ``generate(G, z)`` (how a trained generator turns latents into samples), ``sample_groups(G, n)``
+  (which component drew each of ``n`` samples of one ``generate`` call, and the components' legend labels: the
+  2D sample picture then colours the points by component) and ``DDP_WRAP = False`` for a recipe whose losses do
+  not go through the models' forward (the trainer then averages the gradients over processes itself).
 
 ``run`` is fastgan.train.trainer.Run: ``run.G``, ``run.D``, ``run.hp``, ``run.real()``, ``run.z()``,
 ``run.autocast()``, ``run.update(opt, loss)``... Its docstring gives the plain PyTorch each stands for, so a
@@ -54,6 +55,7 @@ class Recipe:
         self.train_step = module.train_step
         self.build_models = getattr(module, "build_models", _default_build_models)
         self.generate = getattr(module, "generate", _default_generate)
+        self.sample_groups = getattr(module, "sample_groups", None)
         self.DDP_WRAP = bool(getattr(module, "DDP_WRAP", True))
 
     def defaults(self, kind: str, image_size: int | None) -> dict:

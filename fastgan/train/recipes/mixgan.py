@@ -52,18 +52,30 @@ class Mixture(nn.Module):
         self.members = nn.ModuleList(members)
         self.logits = nn.Parameter(torch.zeros(len(members)))
 
-    def forward(self, z):
-        share = torch.softmax(self.logits.detach().double().cpu(), 0) * len(z)
+    def counts(self, n):
+        """Rows of a batch of n that each member draws: n * weights, rounded by largest remainders."""
+        share = torch.softmax(self.logits.detach().double().cpu(), 0) * n
         counts = share.floor().long()
-        rest = len(z) - int(counts.sum())
+        rest = n - int(counts.sum())
         if rest > 0:
             counts[torch.argsort(share - counts, descending=True)[:rest]] += 1
+        return counts
+
+    def forward(self, z):
         outs, start = [], 0
-        for g, n in zip(self.members, counts.tolist()):
+        for g, n in zip(self.members, self.counts(len(z)).tolist()):
             if n:
                 outs.append(g(z[start:start + n]))
             start += n
         return torch.cat(outs)
+
+
+def sample_groups(G, n):
+    """Which generator draws each row of G(z) for a batch of n ([n] component indices), and legend labels."""
+    counts = G.counts(n)
+    weights = torch.softmax(G.logits.detach().double().cpu(), 0)
+    labels = [f"G{i} (w {w:.2f})" for i, w in enumerate(weights.tolist())]
+    return torch.repeat_interleave(torch.arange(len(counts)), counts), labels
 
 
 def build_models(make_g, make_d, config):

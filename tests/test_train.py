@@ -84,6 +84,16 @@ def test_mixgan_logs_every_mixture_weight(tmp_path, capsys):
     assert "g_weight.0" not in summary
 
 
+def test_mixgan_image_samples_take_one_row_per_generator(tmp_path):
+    from PIL import Image
+
+    out = train(tmp_path, "mixgan", "digits", 1, "--mixtures", "3")
+    side = json.loads((out / "config.json").read_text())["data_shape"][-1]
+    scale = max(1, -(-32 // side))  # save_image_grid's enlargement of small images
+    with Image.open(out / "samples.png") as img:
+        assert img.size == ((8 * (side + 2) + 2) * scale, (3 * (side + 2) + 2) * scale)  # 8 columns, 3 rows
+
+
 def test_mixgan_sample_groups_name_the_generator_of_each_row():
     from torch import nn
 

@@ -270,8 +270,20 @@ def save_samples_picture(G, config, dataset, device, path: Path, title: str | No
         if recipe.sample_groups is not None:
             groups, labels = recipe.sample_groups(unwrap(G), n)
         return save_scatter(samples, real, path, title=title, groups=groups, group_labels=labels)
-    samples = generate(G, config, 64, g, device)
-    return save_image_grid(samples, path, nrow=8)
+    recipe = get_recipe(config["recipe"])
+    if recipe.sample_groups is None:
+        samples = generate(G, config, 64, g, device)
+        return save_image_grid(samples, path, nrow=8)
+    # One row per component (MIX+GAN: generator i's samples in row i), up to 8 each, blank cells where a component
+    # drew fewer.
+    samples = generate(G, config, 64, g, device, batch=64)
+    groups, _ = recipe.sample_groups(unwrap(G), 64)
+    rows = []
+    for index in range(int(groups.max()) + 1):
+        mine = samples[groups == index][:8]
+        blank = torch.ones(8 - len(mine), *samples.shape[1:])  # white in [-1, 1]
+        rows += [mine, blank]
+    return save_image_grid(torch.cat(rows), path, nrow=8)
 
 
 # --- the trainer ----------------------------------------------------------------------------------------------

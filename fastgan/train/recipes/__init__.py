@@ -10,7 +10,7 @@ A recipe is a module with:
   ``critic_batch_norm`` or ``spectral_norm``}), ``build_models(make_g, make_d, config)`` (e.g. MIX+GAN's
   mixtures), ``generate(G, z)`` (how a trained generator turns latents into samples), ``sample_groups(G, n)``
   (which component drew each of ``n`` samples of one ``generate`` call, and the components' legend labels: the
-  2D sample picture then colours the points by component) and ``DDP_WRAP = False`` for a recipe whose losses do
+  sample pictures then colour 2D points by component and give each component its own row of images) and ``DDP_WRAP = False`` for a recipe whose losses do
   not go through the models' forward (the trainer then averages the gradients over processes itself).
 
 ``run`` is fastgan.train.trainer.Run: ``run.G``, ``run.D``, ``run.hp``, ``run.real()``, ``run.z()``,

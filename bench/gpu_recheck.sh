@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# fastgan's short GPU follow-up, for what bench/gpu_check.sh found: about 4 minutes on the H200 machine.
+# fastgan's short GPU follow-up, for what bench/gpu_check.sh found: about 5 minutes on the H200 machine.
 #   1. build the extension (JIT, CUDA kernels)
 #   2. pytest -m cuda on the test files given in $RECHECK_TESTS (default: the files that failed last time)
 #   3. bench/profile_case.py on the cases given in $RECHECK_PROFILES (';'-separated argument lists): host vs device
@@ -8,7 +8,7 @@
 # Everything lands under $OUT: recheck.log (the console) and one log per step.
 set -u -o pipefail
 START=$(date +%s)
-BUDGET=${FASTGAN_RECHECK_BUDGET:-220}
+BUDGET=${FASTGAN_RECHECK_BUDGET:-300}
 OUT=${OUT:-$PWD/gpu_recheck_out}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"

@@ -24,11 +24,19 @@ DEFAULT_CUDA_ORDER = ("cuda", "triton")
 log = logging.getLogger("fastgan")
 
 _context = contextvars.ContextVar("fastgan_backend", default=None)
-# Every op call reads $FASTGAN_BACKEND (so a change made while running takes effect). os.environ.get costs ~1 us
-# (key encoding and the Mapping protocol); CPython's os.environ keeps the encoded environment in a plain dict, which
-# its setters update, so a lookup there reads the same value for ~5% of that.
-_ENV_DATA = getattr(os.environ, "_data", None)
-_ENV_KEY = os.environ.encodekey("FASTGAN_BACKEND") if hasattr(os.environ, "encodekey") else None
+# Every op call reads $FASTGAN_BACKEND (so a change made while running takes effect). os.environ.get pays for key
+# encoding and the Mapping protocol; CPython's os.environ keeps the encoded environment in a plain dict, which its
+# setters update, so a lookup there reads the same value for a fraction of the cost.
+if isinstance(getattr(os.environ, "_data", None), dict) and hasattr(os.environ, "encodekey"):
+    _ENV_KEY = os.environ.encodekey("FASTGAN_BACKEND")
+
+    def _backend_env():
+        raw = os.environ._data.get(_ENV_KEY)
+        return os.environ.decodevalue(raw) if raw else "auto"
+else:
+    def _backend_env():
+        return os.environ.get("FASTGAN_BACKEND", "auto") or "auto"
+
 _global = None
 _warned = set()
 _announced = set()
@@ -66,11 +74,7 @@ def get_backend():
     """The backend name in force here: a ``backend()`` block, ``set_backend``, ``$FASTGAN_BACKEND``, or auto."""
     name = _context.get() or _global
     if name is None:
-        if isinstance(_ENV_DATA, dict) and _ENV_KEY is not None:
-            raw = _ENV_DATA.get(_ENV_KEY)
-            env = os.environ.decodevalue(raw) if raw else "auto"
-        else:
-            env = os.environ.get("FASTGAN_BACKEND", "auto") or "auto"
+        env = _backend_env()
         if env not in CHOICES:
             raise ValueError(f"FASTGAN_BACKEND={env!r} is not a backend: choose one of {', '.join(CHOICES)}")
         name = env

@@ -19,7 +19,8 @@ their samples in one call and the T discriminators score all T_g x B samples (an
 - "grouped" (nn.Sequential models of common layers, fastgan.nn.grouped.GroupedSequential): one model whose
   activations hold all T components side by side as channels; each convolution is one grouped convolution, each
   linear layer one batched matmul, a convolution followed by its activation one convolution plus one fused
-  bias_act, and on CPU the convolutions run channels_last (where oneDNN's grouped convolutions run faster). When no layer computes batch statistics, the fakes and the real batch share one discriminator call.
+  bias_act, and on CPU the convolutions run channels_last (where oneDNN's grouped convolutions run faster). When
+  no layer computes batch statistics, the fakes and the real batch share one discriminator call.
 - "vmap" (any other shared architecture): the parameters are stacked and the first component's forward runs under
   ``torch.vmap`` with ``torch.func.functional_call`` (convolutions become grouped convolutions plus layout copies).
   Random layers (dropout) draw independent randomness per component, so they do not reproduce the loop's draws.

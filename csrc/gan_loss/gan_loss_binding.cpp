@@ -108,7 +108,6 @@ at::Tensor backward_cuda(const at::Tensor& upstream, const at::Tensor& grad, con
 }
 #endif
 
-
 // The op with its gradient as one C++ autograd node (a Python autograd.Function costs more host time than the
 // kernels at a training step's sizes). First order: the backward kernel scales the forward's gradient buffer. Under
 // create_graph the backward calls fastgan::gan_loss_backward_graph, implemented in Python

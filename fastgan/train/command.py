@@ -260,22 +260,19 @@ def run(args) -> int:
 
 
 def summary(run_dir: Path, config: dict, result: dict) -> str:
-    from .plots import component_series
+    from .plots import component_groups
 
     lines = [f"run folder: {run_dir}"]
     steps, elapsed = result["step"], result["elapsed_s"]
     lines.append(f"{config['recipe']} on {config['data']}: {steps} steps in {elapsed:.1f} s"
                  + (f" ({steps / elapsed:.1f} steps/s)" if elapsed > 0 else ""))
-    if result.get("losses"):
-        parts, components = [], {}
-        for k, v in result["losses"].items():
-            component = component_series(k)
-            if component:  # per-component series (mixture weights): one bracketed list per name
-                components.setdefault(component[0], []).append((component[1], v))
-            else:
-                parts.append(f"{k} {v:.4g}")
-        parts += [f"{name} [{' '.join(f'{v:.3g}' for _, v in sorted(values))}]" for name, values in components.items()]
-        lines.append("losses: " + ", ".join(parts))
+    losses = result.get("losses")
+    if losses:
+        groups = component_groups(losses)  # per-component series (mixture weights): one bracketed list per name
+        scalars = [f"{k} {losses[k]:.4g}" for members in groups.values() for index, k in members if index is None]
+        vectors = [f"{name} [{' '.join(f'{losses[k]:.3g}' for index, k in members if index is not None)}]"
+                   for name, members in groups.items() if members[-1][0] is not None]
+        lines.append("losses: " + ", ".join(scalars + vectors))
     if result.get("eval"):
         lines.append("metrics: " + format_metrics(result["eval"]))
     return "\n".join(lines)

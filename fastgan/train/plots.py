@@ -166,6 +166,16 @@ def component_series(key: str) -> tuple[str, int] | None:
     return (name, int(index)) if dot and name and index.isdigit() else None
 
 
+def component_groups(keys: Iterable[str]) -> dict[str, list[tuple[int | None, str]]]:
+    """{name: [(index, key), ...]} gathering per-component keys ``name.0``, ``name.1``, ... under ``name``, sorted
+    by index; any other key stands alone as {key: [(None, key)]}. Insertion order of first appearance."""
+    groups: dict[str, list[tuple[int | None, str]]] = {}
+    for key in keys:
+        name, index = component_series(key) or (key, None)
+        groups.setdefault(name, []).append((index, key))
+    return {name: sorted(members, key=lambda m: -1 if m[0] is None else m[0]) for name, members in groups.items()}
+
+
 def save_loss_curves(metrics, path, max_panels: int = 12) -> Path:
     """Plot every numeric series in ``metrics`` (a ``metrics.jsonl`` path or a list of dicts) against the step.
 
@@ -189,18 +199,14 @@ def save_loss_curves(metrics, path, max_panels: int = 12) -> Path:
     if not series:
         src = str(metrics) if isinstance(metrics, (str, os.PathLike)) else "the records"
         raise ValueError(f"no numeric metrics to plot in {src}")
-    panels: dict[str, list[tuple[int | None, str]]] = {}  # panel title -> (component index, series key)
-    for k in series:
-        component = component_series(k)
-        title, index = component if component else (k, None)
-        panels.setdefault(title, []).append((index, k))
+    panels = component_groups(series)  # panel title -> [(component index, series key)]
     titles = sorted(panels, key=lambda k: ("loss" not in k.lower(), k))[:max_panels]
     ncols = min(3, len(titles))
     nrows = math.ceil(len(titles) / ncols)
     fig = _figure((4 * ncols, 2.6 * nrows))
     for j, title in enumerate(titles):
         ax = fig.add_subplot(nrows, ncols, j + 1)
-        members = sorted(panels[title], key=lambda m: -1 if m[0] is None else m[0])
+        members = panels[title]
         for index, k in members:
             xs, ys = series[k]
             ax.plot(xs, ys, lw=1, marker="." if len(xs) < 50 else None, label=None if index is None else str(index))

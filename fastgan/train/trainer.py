@@ -28,7 +28,7 @@ from torch import nn
 
 from . import ddp
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from .plots import component_series
+from .plots import component_series, read_metrics, save_image_grid, save_loss_curves, save_scatter
 from .recipes import get_recipe
 from .recipes._common import unwrap
 
@@ -257,32 +257,23 @@ def evaluate(G: nn.Module, config: dict, dataset, device: torch.device, n: int |
 
 
 def save_samples_picture(G, config, dataset, device, path: Path, title: str | None = None) -> Path:
-    """A scatter of 2,000 generated points over 2,000 real ones (2D), or a grid of 64 generated images."""
-    from .plots import save_image_grid, save_scatter
-
+    """A scatter of 2,000 generated points over 2,000 real ones (2D), or a grid of 64 generated images; for a
+    recipe with ``sample_groups`` (MIX+GAN), points coloured by component and one row of images per component."""
     g = torch.Generator().manual_seed(config["seed"] + _EVAL_SEED_OFFSET + 1)
+    grouped = get_recipe(config["recipe"]).sample_groups
+    n = 2000 if dataset.kind == "2d" else 64
+    samples = generate(G, config, n, g, device, batch=n)  # one call, so sample_groups describes its rows
+    groups, labels = grouped(unwrap(G), n) if grouped is not None else (None, None)
     if dataset.kind == "2d":
-        n = 2000
-        samples = generate(G, config, n, g, device, batch=n)  # one call, so sample_groups describes its rows
         real = dataset.sample(n, torch.Generator().manual_seed(config["seed"] + _EVAL_SEED_OFFSET + 2))
-        groups = labels = None
-        recipe = get_recipe(config["recipe"])
-        if recipe.sample_groups is not None:
-            groups, labels = recipe.sample_groups(unwrap(G), n)
         return save_scatter(samples, real, path, title=title, groups=groups, group_labels=labels)
-    recipe = get_recipe(config["recipe"])
-    if recipe.sample_groups is None:
-        samples = generate(G, config, 64, g, device)
+    if groups is None:
         return save_image_grid(samples, path, nrow=8)
-    # One row per component (MIX+GAN: generator i's samples in row i), up to 8 each, blank cells where a component
-    # drew fewer.
-    samples = generate(G, config, 64, g, device, batch=64)
-    groups, _ = recipe.sample_groups(unwrap(G), 64)
+    # Component i's samples in row i, up to 8 each, blank cells where a component drew fewer.
     rows = []
     for index in range(int(groups.max()) + 1):
         mine = samples[groups == index][:8]
-        blank = torch.ones(8 - len(mine), *samples.shape[1:])  # white in [-1, 1]
-        rows += [mine, blank]
+        rows += [mine, torch.ones(8 - len(mine), *samples.shape[1:])]  # blank: white in [-1, 1]
     return save_image_grid(torch.cat(rows), path, nrow=8)
 
 
@@ -379,8 +370,6 @@ class Trainer:
         """Drop records written after the checkpoint a resumed run continues from."""
         if self.run_dir is None or not (self.run_dir / METRICS).exists():
             return
-        from .plots import read_metrics
-
         keep = [r for r in read_metrics(self.run_dir / METRICS) if r.get("step", 0) <= step]
         tmp = self.run_dir / (METRICS + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
@@ -401,8 +390,6 @@ class Trainer:
         self._curves()
 
     def _curves(self) -> None:
-        from .plots import read_metrics, save_loss_curves
-
         path = self.run_dir / METRICS
         if not path.exists():
             return

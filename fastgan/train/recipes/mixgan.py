@@ -52,9 +52,13 @@ class Mixture(nn.Module):
         self.members = nn.ModuleList(members)
         self.logits = nn.Parameter(torch.zeros(len(members)))
 
+    def weights(self):
+        """The members' mixture weights, softmax of the logits (detached, float64 on the CPU)."""
+        return torch.softmax(self.logits.detach().double().cpu(), 0)
+
     def counts(self, n):
         """Rows of a batch of n that each member draws: n * weights, rounded by largest remainders."""
-        share = torch.softmax(self.logits.detach().double().cpu(), 0) * n
+        share = self.weights() * n
         counts = share.floor().long()
         rest = n - int(counts.sum())
         if rest > 0:
@@ -73,8 +77,7 @@ class Mixture(nn.Module):
 def sample_groups(G, n):
     """Which generator draws each row of G(z) for a batch of n ([n] component indices), and legend labels."""
     counts = G.counts(n)
-    weights = torch.softmax(G.logits.detach().double().cpu(), 0)
-    labels = [f"G{i} (w {w:.2f})" for i, w in enumerate(weights.tolist())]
+    labels = [f"G{i} (w {w:.2f})" for i, w in enumerate(G.weights().tolist())]
     return torch.repeat_interleave(torch.arange(len(counts)), counts), labels
 
 
